@@ -1,0 +1,21 @@
+"""Backend adapters: one file per backend family behind the small interface in ``base``."""
+
+from intentmesh.adapters.base import (
+    Backend,
+    ChatRequest,
+    Chunk,
+    Completion,
+    ModelListing,
+    PriceDiscovery,
+    Usage,
+)
+
+__all__ = [
+    "Backend",
+    "ChatRequest",
+    "Chunk",
+    "Completion",
+    "ModelListing",
+    "PriceDiscovery",
+    "Usage",
+]

@@ -1,0 +1,132 @@
+"""Observed latency per backend and model (EWMA and p95), circuit breakers, and models gone."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from intentmesh.router._breaker import BreakerPolicy, CircuitBreaker
+
+__all__ = ["HealthBook", "LatencyEstimate", "LatencyStats"]
+
+_P95_MIN_SAMPLES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyEstimate:
+    """Expected (EWMA) and tail (p95) end-to-end latency in ms, and how many samples back it."""
+
+    expected_ms: float
+    p95_ms: float
+    samples: int
+
+
+class LatencyStats:
+    """EWMA and a window of recent samples for one (backend, model)."""
+
+    __slots__ = ("_alpha", "_ewma", "_window", "count")
+
+    def __init__(self, alpha: float = 0.2, window: int = 64) -> None:
+        self._alpha = alpha
+        self._ewma: float | None = None
+        self._window: deque[float] = deque(maxlen=window)
+        self.count = 0
+
+    def observe(self, latency_ms: float) -> None:
+        self.count += 1
+        self._window.append(latency_ms)
+        if self._ewma is None:
+            self._ewma = latency_ms
+        else:
+            self._ewma += self._alpha * (latency_ms - self._ewma)
+
+    def estimate(self, prior_ms: float) -> LatencyEstimate:
+        """Blend in the prior until there is data; p95 only once there are enough samples."""
+        if self._ewma is None:
+            return LatencyEstimate(prior_ms, prior_ms, 0)
+        n = len(self._window)
+        if n < _P95_MIN_SAMPLES:
+            return LatencyEstimate(self._ewma, max(self._window), n)
+        ordered = sorted(self._window)
+        p95 = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
+        return LatencyEstimate(self._ewma, p95, n)
+
+
+class HealthBook:
+    """Everything the solver learns from executions; shared by sync and async calls."""
+
+    def __init__(
+        self,
+        breaker_policy: BreakerPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        gone_ttl_s: float = 600.0,
+    ) -> None:
+        self._policy = breaker_policy or BreakerPolicy()
+        self._clock = clock
+        self._gone_ttl_s = gone_ttl_s
+        self._latency: dict[tuple[str, str], LatencyStats] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._gone: dict[tuple[str, str], float] = {}
+        self._penalty: dict[str, float] = {}
+
+    def breaker(self, backend: str) -> CircuitBreaker:
+        found = self._breakers.get(backend)
+        if found is None:
+            found = self._breakers[backend] = CircuitBreaker(self._policy, self._clock)
+        return found
+
+    def latency(self, backend: str, model: str, prior_ms: float) -> LatencyEstimate:
+        stats = self._latency.get((backend, model))
+        return stats.estimate(prior_ms) if stats else LatencyEstimate(prior_ms, prior_ms, 0)
+
+    def observe_latency(self, backend: str, model: str, latency_ms: float) -> None:
+        key = (backend, model)
+        stats = self._latency.get(key)
+        if stats is None:
+            stats = self._latency[key] = LatencyStats()
+        stats.observe(latency_ms)
+
+    def mark_gone(self, backend: str, model: str) -> None:
+        """The backend answered 404 for this model: skip it until the mark expires."""
+        self._gone[(backend, model)] = self._clock()
+
+    def is_gone(self, backend: str, model: str) -> bool:
+        marked = self._gone.get((backend, model))
+        if marked is None:
+            return False
+        if self._clock() - marked > self._gone_ttl_s:
+            del self._gone[(backend, model)]
+            return False
+        return True
+
+    def penalize(self, backend: str, amount: float = 1.0) -> None:
+        """Lower a backend in rankings (it lied about usage or model); decays on success."""
+        self._penalty[backend] = self._penalty.get(backend, 0.0) + amount
+
+    def penalty(self, backend: str) -> float:
+        return self._penalty.get(backend, 0.0)
+
+    def record_success(self, backend: str) -> None:
+        self.breaker(backend).record_success()
+        if backend in self._penalty:
+            self._penalty[backend] *= 0.9
+
+    def record_failure(self, backend: str, kind: str, message: str = "") -> None:
+        self.breaker(backend).record_failure(kind, message)
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """Per-backend breaker state and observed latency, for CLIs and dashboards."""
+        out: dict[str, dict[str, object]] = {}
+        for name, breaker in self._breakers.items():
+            out[name] = {"circuit": breaker.snapshot(), "penalty": self.penalty(name)}
+        for (backend, model), stats in self._latency.items():
+            est = stats.estimate(0.0)
+            entry = out.setdefault(backend, {"circuit": self.breaker(backend).snapshot()})
+            latency = entry.setdefault("latency", {})
+            assert isinstance(latency, dict)
+            latency[model] = {"ewma_ms": round(est.expected_ms, 3), "p95_ms": round(est.p95_ms, 3),
+                              "samples": stats.count}
+        return out

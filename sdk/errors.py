@@ -1,0 +1,241 @@
+"""The one error tree of intentmesh.
+
+Every failure a user can see is one of these classes; vendor and transport exceptions are
+translated once, at the adapter boundary (``adapters._http.map_transport_errors``).
+
+    IntentmeshError
+    ├── ConfigurationError          the config file or a Gateway argument is wrong
+    ├── IntentValidationError       an Intent field is wrong (``.field``, ``.fix``); also ValueError
+    ├── RoutingError
+    │   └── NoRouteError            nothing feasible; ``.rejections`` says why for every backend
+    ├── BackendError                one backend call failed (``.backend``, ``.status_code``)
+    │   ├── TransientError          worth a retry on the same backend
+    │   │   ├── BackendTimeout
+    │   │   ├── BackendConnectionError
+    │   │   └── BackendUnavailable  5xx
+    │   ├── RateLimited             429 / 529, ``.retry_after`` seconds when the backend said
+    │   ├── PaymentRequired         402: out of credit on that backend
+    │   ├── AuthenticationError     401 / 403
+    │   ├── ModelNotFound           404: the backend no longer serves this model
+    │   ├── InvalidRequest          400 / 422: no backend would accept it; never failed over
+    │   └── MalformedResponse       the backend answered something we cannot parse
+    ├── ExecutionError              the plan ran and did not produce an answer
+    │   ├── DeadlineExceeded        ``max_latency_ms`` passed across all attempts
+    │   ├── AllBackendsFailed       every candidate failed; ``.attempts`` has each failure
+    │   └── MidStreamError          a stream broke after tokens were delivered; ``.delivered``
+    └── ReceiptError                a receipt or the ledger failed verification
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from intentmesh.router import Attempt, Rejection
+
+__all__ = [
+    "AllBackendsFailed",
+    "AuthenticationError",
+    "BackendConnectionError",
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "ExecutionError",
+    "IntentValidationError",
+    "IntentmeshError",
+    "InvalidRequest",
+    "MalformedResponse",
+    "MidStreamError",
+    "ModelNotFound",
+    "NoRouteError",
+    "PaymentRequired",
+    "RateLimited",
+    "ReceiptError",
+    "RoutingError",
+    "TransientError",
+]
+
+
+class IntentmeshError(Exception):
+    """Base class of every error intentmesh raises on purpose."""
+
+
+class ConfigurationError(IntentmeshError):
+    """The configuration is wrong; the message names the place and the fix."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None):
+        where = source or ""
+        if line is not None:
+            where = f"{where}:{line}" if where else f"line {line}"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.line = line
+
+
+class IntentValidationError(IntentmeshError, ValueError):
+    """An intent field is invalid. ``errors`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, errors: Sequence[tuple[str, str]]):
+        self.errors = list(errors)
+        self.field = self.errors[0][0] if self.errors else ""
+        lines = [f"{field}: {message}" for field, message in self.errors]
+        super().__init__("invalid intent: " + "; ".join(lines))
+
+
+class RoutingError(IntentmeshError):
+    """The solver could not produce a usable plan."""
+
+
+class NoRouteError(RoutingError):
+    """No backend can serve the intent; ``rejections`` explains each one."""
+
+    def __init__(self, model: str, rejections: Sequence[Rejection], hint: str = ""):
+        self.model = model
+        self.rejections = list(rejections)
+        if self.rejections:
+            reasons = "; ".join(r.message for r in self.rejections)
+        else:
+            reasons = "no backend is configured (add [[backends]] to intentmesh.toml)"
+        text = f"no backend can serve {model!r}: {reasons}"
+        super().__init__(f"{text}. {hint}" if hint else text)
+
+
+class BackendError(IntentmeshError):
+    """A single backend call failed."""
+
+    retryable = False
+    failover = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str = "",
+        status_code: int | None = None,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+    ):
+        prefix = f"{backend}: " if backend else ""
+        super().__init__(prefix + message)
+        self.backend = backend
+        self.status_code = status_code
+        self.body = body[:2000]
+        self.headers = dict(headers or {})
+
+    @property
+    def kind(self) -> str:
+        """A stable machine-readable name of the error class, e.g. ``rate_limited``."""
+        return _KINDS.get(type(self), "backend_error")
+
+
+class TransientError(BackendError):
+    """A passing failure: retry the same backend, then fail over."""
+
+    retryable = True
+
+
+class BackendTimeout(TransientError):
+    """The backend did not answer in time."""
+
+
+class BackendConnectionError(TransientError):
+    """The connection could not be made or broke."""
+
+
+class BackendUnavailable(TransientError):
+    """The backend answered 5xx."""
+
+
+class RateLimited(BackendError):
+    """429 or 529; ``retry_after`` is in seconds when the backend said so."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class PaymentRequired(BackendError):
+    """402: the account on that backend cannot pay for this request."""
+
+
+class AuthenticationError(BackendError):
+    """401/403: the key is missing, wrong or not allowed."""
+
+
+class ModelNotFound(BackendError):
+    """404: this backend no longer serves the model; it is marked and skipped."""
+
+
+class InvalidRequest(BackendError):
+    """400/422: a request no backend would accept. Raised at once, never failed over."""
+
+    failover = False
+
+
+class MalformedResponse(BackendError):
+    """The backend's answer could not be parsed."""
+
+
+_KINDS: dict[type[BackendError], str] = {
+    BackendError: "backend_error",
+    TransientError: "transient",
+    BackendTimeout: "timeout",
+    BackendConnectionError: "connection",
+    BackendUnavailable: "unavailable",
+    RateLimited: "rate_limited",
+    PaymentRequired: "payment_required",
+    AuthenticationError: "auth",
+    ModelNotFound: "model_not_found",
+    InvalidRequest: "invalid_request",
+    MalformedResponse: "malformed_response",
+}
+
+
+class ExecutionError(IntentmeshError):
+    """The plan ran but produced no answer; ``attempts`` records every try."""
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = ()):
+        super().__init__(message)
+        self.attempts = list(attempts)
+
+
+class DeadlineExceeded(ExecutionError):
+    """The intent's ``max_latency_ms`` ran out across all attempts."""
+
+
+class AllBackendsFailed(ExecutionError):
+    """Every candidate in the plan failed."""
+
+
+class MidStreamError(ExecutionError):
+    """A stream failed after tokens reached the caller; they are never repeated or spliced.
+
+    ``delivered`` is the text already yielded, ``backend`` the backend that broke.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        delivered: str,
+        backend: str,
+        attempts: Sequence[Attempt] = (),
+        cause: BaseException | None = None,
+    ):
+        super().__init__(message, attempts)
+        self.delivered = delivered
+        self.backend = backend
+        self.cause = cause
+
+
+class ReceiptError(IntentmeshError):
+    """A receipt or the ledger failed verification; the message names the first bad receipt."""
+
+    def __init__(self, message: str, *, receipt_id: str | None = None):
+        super().__init__(message)
+        self.receipt_id = receipt_id
