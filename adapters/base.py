@@ -24,7 +24,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one call. ``estimated`` is True when we counted because the backend did not."""
+    """Token counts of one call; ``estimated`` means we counted because the backend did not."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -127,6 +127,9 @@ class HealthBook:
             entry = out.setdefault(backend, {"circuit": self.breaker(backend).snapshot()})
             latency = entry.setdefault("latency", {})
             assert isinstance(latency, dict)
-            latency[model] = {"ewma_ms": round(est.expected_ms, 3), "p95_ms": round(est.p95_ms, 3),
-                              "samples": stats.count}
+            latency[model] = {
+                "ewma_ms": round(est.expected_ms, 3),
+                "p95_ms": round(est.p95_ms, 3),
+                "samples": stats.count,
+            }
         return out

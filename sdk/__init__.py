@@ -1,9 +1,122 @@
-"""intentmesh: route LLM inference by intent across decentralized networks."""
+"""intentmesh: route LLM inference by intent across decentralized networks.
 
+from intentmesh import Intent, Gateway
+res = Gateway().infer(Intent(model="llama-3.1-8b-instruct", prompt="Hi", max_price_usd=0.002))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from intentmesh._gateway import Gateway, ResultStream
 from intentmesh._intent import Intent, Message
-from intentmesh.errors import *  # noqa: F403
-from intentmesh.errors import __all__ as _errors_all
+from intentmesh._result import InferenceResult
+from intentmesh.adapters.base import Chunk, Usage
+from intentmesh.config import GatewayConfig, load_config
+from intentmesh.errors import (
+    AllBackendsFailed,
+    AuthenticationError,
+    BackendConnectionError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigurationError,
+    DeadlineExceeded,
+    ExecutionError,
+    IntentmeshError,
+    IntentValidationError,
+    InvalidRequest,
+    MalformedResponse,
+    MidStreamError,
+    ModelNotFound,
+    NoRouteError,
+    PaymentRequired,
+    RateLimited,
+    ReceiptError,
+    RoutingError,
+    TransientError,
+)
+from intentmesh.router import Attempt, Candidate, Plan, Rejection
+
+if TYPE_CHECKING:
+    from intentmesh.receipts import Receipt
 
 __version__ = "0.1.0"
 
-__all__ = ["Intent", "Message", "__version__", *_errors_all]
+__all__ = [
+    "AllBackendsFailed",
+    "Attempt",
+    "AuthenticationError",
+    "BackendConnectionError",
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "Candidate",
+    "Chunk",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "ExecutionError",
+    "Gateway",
+    "GatewayConfig",
+    "InferenceResult",
+    "Intent",
+    "IntentValidationError",
+    "IntentmeshError",
+    "InvalidRequest",
+    "MalformedResponse",
+    "Message",
+    "MidStreamError",
+    "ModelNotFound",
+    "NoRouteError",
+    "PaymentRequired",
+    "Plan",
+    "RateLimited",
+    "Receipt",
+    "ReceiptError",
+    "Rejection",
+    "ResultStream",
+    "RoutingError",
+    "TransientError",
+    "Usage",
+    "__version__",
+    "ainfer",
+    "default_gateway",
+    "infer",
+    "load_config",
+    "verify_receipt",
+]
+
+_default: Gateway | None = None
+
+
+def default_gateway() -> Gateway:
+    """The shared ``Gateway()`` used by module-level :func:`infer` and :func:`ainfer`."""
+    global _default
+    if _default is None:
+        _default = Gateway()
+    return _default
+
+
+def infer(intent: Intent | None = None, **fields: Any) -> InferenceResult:
+    """Serve an intent with the default gateway (config discovered as ``Gateway()`` does)."""
+    return default_gateway().infer(intent, **fields)
+
+
+async def ainfer(intent: Intent | None = None, **fields: Any) -> InferenceResult:
+    """Async :func:`infer`."""
+    return await default_gateway().ainfer(intent, **fields)
+
+
+def verify_receipt(receipt: Any, public_key: Any) -> bool:
+    """True iff ``receipt`` is signed by ``public_key`` and unaltered."""
+    from intentmesh.receipts import verify_receipt as _verify
+
+    return _verify(receipt, public_key)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Receipt":
+        from intentmesh.receipts import Receipt
+
+        return Receipt
+    raise AttributeError(f"module 'intentmesh' has no attribute {name!r}")

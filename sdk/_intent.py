@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from intentmesh.errors import IntentValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = ["Intent", "Message", "Optimize", "Verifiability", "VERIFIABILITY_LEVELS"]
 
@@ -118,7 +117,9 @@ class Intent(BaseModel):
 
 def _explain(exc: ValidationError) -> list[tuple[str, str]]:
     """Turn pydantic's errors into ``(field, message with fix)`` pairs."""
-    nested = [e for e in exc.errors() if e["type"] == "value_error" and "invalid intent" in e["msg"]]
+    nested = [
+        e for e in exc.errors() if e["type"] == "value_error" and "invalid intent" in e["msg"]
+    ]
     if nested:
         ctx_error = nested[0].get("ctx", {}).get("error")
         if isinstance(ctx_error, IntentValidationError):

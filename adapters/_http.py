@@ -1,0 +1,185 @@
+"""HTTP plumbing shared by adapters: one client per event loop, and the one error boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from intentmesh.errors import (
+    AuthenticationError,
+    BackendConnectionError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    MalformedResponse,
+    ModelNotFound,
+    PaymentRequired,
+    RateLimited,
+)
+
+__all__ = [
+    "Connection",
+    "error_for_status",
+    "error_message",
+    "iter_sse_data",
+    "map_transport_errors",
+    "parse_retry_after",
+]
+
+_LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30)
+
+
+class Connection:
+    """Base URL, credentials and an ``httpx.AsyncClient`` per running event loop.
+
+    Sync callers run on the gateway's own loop and async callers on theirs; connection pools
+    cannot cross loops, so each loop gets its own client, closed with :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers)
+        self.timeout_s = timeout_s
+        self._transport = transport
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+        self._clients = weakref.WeakKeyDictionary()
+
+    @property
+    def host(self) -> str:
+        return httpx.URL(self.base_url).host
+
+    def client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        found = self._clients.get(loop)
+        if found is None or found.is_closed:
+            found = httpx.AsyncClient(
+                headers=self.headers,
+                timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
+                limits=_LIMITS,
+                transport=self._transport,
+                trust_env=False,
+            )
+            self._clients[loop] = found
+        return found
+
+    def timeout(self, seconds: float | None) -> httpx.Timeout:
+        total = self.timeout_s if seconds is None else max(0.001, min(seconds, self.timeout_s))
+        return httpx.Timeout(total, connect=min(total, 10.0))
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop (others close with their loops)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+
+@contextmanager
+def map_transport_errors(backend: str) -> Iterator[None]:
+    """Translate httpx exceptions into our error tree, the most specific class first."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise BackendTimeout(f"timed out ({type(exc).__name__})", backend=backend) from exc
+    except (httpx.DecodingError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedResponse(f"undecodable response: {exc}", backend=backend) from exc
+    except httpx.TransportError as exc:
+        detail = str(exc) or type(exc).__name__
+        raise BackendConnectionError(f"connection failed: {detail}", backend=backend) from exc
+
+
+def error_message(body: Any) -> str:
+    """The human message inside the many error body shapes providers use."""
+    if isinstance(body, dict):
+        for key in ("error", "detail", "message"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                return str(value.get("message") or value.get("detail") or value)
+            if isinstance(value, list) and value:
+                first = value[0]
+                return str(first.get("msg", first) if isinstance(first, dict) else first)
+            if value:
+                return str(value)
+        return json.dumps(body)[:300]
+    return str(body)[:300]
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def error_for_status(
+    status: int, body_text: str, headers: Mapping[str, str], backend: str
+) -> BackendError:
+    """The error class a status code means; the body's message is kept for people."""
+    try:
+        body: Any = json.loads(body_text) if body_text else ""
+    except ValueError:
+        body = body_text
+    message = f"HTTP {status}: {error_message(body) or 'no details'}"
+    kw: dict[str, Any] = {
+        "backend": backend,
+        "status_code": status,
+        "body": body_text,
+        "headers": headers,
+    }
+    if status in (429, 529):
+        return RateLimited(message, retry_after=parse_retry_after(headers), **kw)
+    if status in (401, 403):
+        return AuthenticationError(message, **kw)
+    if status == 402:
+        return PaymentRequired(message, **kw)
+    if status == 404:
+        return ModelNotFound(message, **kw)
+    if status in (408, 409, 425) or status >= 500:
+        cls = BackendTimeout if status in (408, 504) else BackendUnavailable
+        return cls(message, **kw)
+    return InvalidRequest(message, **kw)
+
+
+async def iter_sse_data(response: httpx.Response, backend: str = "") -> AsyncIterator[str]:
+    """Yield the payload of each ``data:`` event until ``[DONE]``; other fields are skipped."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return
+        if payload:
+            yield payload
+    raise BackendConnectionError("stream ended without [DONE] (truncated)", backend=backend)

@@ -1,0 +1,257 @@
+"""The generic OpenAI-compatible adapter: Chutes, Targon, AkashML, io.net, vLLM and friends.
+
+Connection (URL, key, client) lives in :class:`~intentmesh.adapters._http.Connection`;
+provider quirks live in a declarative :class:`OpenAIProfile`; this module only translates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import httpx
+from intentmesh.adapters._http import (
+    Connection,
+    error_for_status,
+    error_message,
+    iter_sse_data,
+    map_transport_errors,
+)
+from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing, Usage
+from intentmesh.config import BackendConfig
+from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIProfile:
+    """What differs between OpenAI-compatible providers, as data.
+
+    ``auth_header``/``auth_scheme``: how the key is sent (``Authorization: Bearer k`` or
+    ``api-key: k``). ``send_stream_flag``: always send ``stream`` explicitly (Targon streams by
+    default). ``include_usage``: ask for the usage chunk when streaming.
+    """
+
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    send_stream_flag: bool = True
+    include_usage: bool = True
+    default_base_url: str | None = None
+    default_api_key_env: str | None = None
+    require_key: bool = False
+
+
+class OpenAIOptions(BaseModel):
+    """Extra config keys the ``openai`` type understands."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    auth_header: str | None = None
+    auth_scheme: str | None = None
+    include_usage: bool | None = None
+
+
+class OpenAIBackend:
+    """A backend that speaks the OpenAI chat/completions HTTP API."""
+
+    default_profile: ClassVar[OpenAIProfile] = OpenAIProfile()
+    Options: ClassVar[type[BaseModel]] = OpenAIOptions
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        profile: OpenAIProfile | None = None,
+        timeout_s: float = 60.0,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.profile = profile or type(self).default_profile
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            scheme = self.profile.auth_scheme
+            all_headers[self.profile.auth_header] = f"{scheme} {api_key}" if scheme else api_key
+        self.connection = Connection(base_url, all_headers, timeout_s, transport)
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> OpenAIBackend:
+        """Build from a ``[[backends]]`` entry; the key is read from ``api_key_env``."""
+        try:
+            options = OpenAIOptions.model_validate(config.options)
+        except ValidationError as exc:
+            bad = ".".join(str(p) for p in exc.errors()[0]["loc"])
+            raise ConfigurationError(
+                f"backend {config.name!r}: option {bad!r}: {exc.errors()[0]['msg']}"
+            ) from None
+        profile = cls._profile_with(options)
+        base_url = config.base_url or profile.default_base_url
+        if not base_url:
+            raise ConfigurationError(f"backend {config.name!r}: base_url is required")
+        key_env = config.api_key_env or profile.default_api_key_env
+        api_key = os.environ.get(key_env) if key_env else None
+        if profile.require_key and not api_key:
+            raise ConfigurationError(
+                f"backend {config.name!r}: set the API key in the environment variable {key_env}"
+            )
+        return cls(
+            config.name,
+            base_url,
+            api_key=api_key,
+            profile=profile,
+            timeout_s=config.timeout_s,
+            headers=config.headers,
+        )
+
+    @classmethod
+    def _profile_with(cls, options: OpenAIOptions) -> OpenAIProfile:
+        changes = {k: v for k, v in options.model_dump().items() if v is not None}
+        base = cls.default_profile
+        return replace(base, **changes) if changes else base
+
+    @property
+    def endpoint_host(self) -> str:
+        return self.connection.host
+
+    # -- translation ------------------------------------------------------------------
+
+    def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        """The JSON body for ``request``; ``stream`` is always explicit when the profile says."""
+        body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens}
+        if request.kind == "chat":
+            body["messages"] = request.messages
+        else:
+            body["prompt"] = request.prompt
+        for key in ("temperature", "top_p", "seed", "stop"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        if stream or self.profile.send_stream_flag:
+            body["stream"] = stream
+        if stream and self.profile.include_usage:
+            body["stream_options"] = {"include_usage": True}
+        body.update(request.extra)
+        return body
+
+    def _path(self, request: ChatRequest) -> str:
+        return "/chat/completions" if request.kind == "chat" else "/completions"
+
+    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> Completion:
+        """Read a non-streamed answer; anything unexpected is a MalformedResponse."""
+        try:
+            choice = data["choices"][0]
+            if "message" in choice:
+                message = choice["message"]
+                text = message.get("content") or ""
+                tool_calls = message.get("tool_calls") or None
+            else:
+                text, tool_calls = choice.get("text") or "", None
+            return Completion(
+                text=text,
+                finish_reason=choice.get("finish_reason"),
+                usage=_usage(data.get("usage")),
+                model=str(data.get("model") or ""),
+                id=str(data.get("id") or ""),
+                tool_calls=tool_calls,
+                headers=headers,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise MalformedResponse(
+                f"unexpected response shape: {exc!r}", backend=self.name
+            ) from exc
+
+    def parse_chunk(self, data: Any) -> Chunk:
+        """Read one streamed event; an in-stream ``error`` object raises."""
+        if not isinstance(data, dict):
+            raise MalformedResponse("stream event is not an object", backend=self.name)
+        if "error" in data:
+            raise self.in_stream_error(data)
+        choices = data.get("choices") or []
+        usage = _usage(data.get("usage"))
+        if not choices:
+            return Chunk(usage=usage, model=str(data.get("model") or ""))
+        choice = choices[0]
+        delta = choice.get("delta")
+        text = (delta.get("content") if delta else choice.get("text")) or ""
+        return Chunk(
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            usage=usage,
+            model=str(data.get("model") or ""),
+            tool_calls=(delta or {}).get("tool_calls") or None,
+        )
+
+    def in_stream_error(self, data: Mapping[str, Any]) -> BackendError:
+        """An ``error`` event inside a 200 stream, classified by its code when it has one."""
+        err = data.get("error")
+        code = err.get("code") if isinstance(err, dict) else None
+        status = code if isinstance(code, int) and 400 <= code < 600 else 503
+        return error_for_status(status, json.dumps(data), {}, self.name)
+
+    # -- I/O --------------------------------------------------------------------------
+
+    async def acomplete(self, request: ChatRequest) -> Completion:
+        body = self.build_body(request, stream=False)
+        conn = self.connection
+        with map_transport_errors(self.name):
+            response = await conn.client().post(
+                conn.base_url + self._path(request),
+                content=json.dumps(body).encode(),
+                timeout=conn.timeout(request.timeout_s),
+            )
+            if response.status_code >= 400:
+                raise error_for_status(
+                    response.status_code, response.text, response.headers, self.name
+                )
+            data = json.loads(response.content)
+        return self.parse_completion(data, response.headers)
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        body = self.build_body(request, stream=True)
+        conn = self.connection
+        with map_transport_errors(self.name):
+            async with conn.client().stream(
+                "POST",
+                conn.base_url + self._path(request),
+                content=json.dumps(body).encode(),
+                timeout=conn.timeout(request.timeout_s),
+            ) as response:
+                if response.status_code >= 400:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise error_for_status(response.status_code, text, response.headers, self.name)
+                async for payload in iter_sse_data(response, self.name):
+                    yield self.parse_chunk(json.loads(payload))
+
+    async def alist_models(self) -> list[ModelListing]:
+        """``GET /models`` in the OpenAI list shape."""
+        conn = self.connection
+        with map_transport_errors(self.name):
+            response = await conn.client().get(conn.base_url + "/models")
+            if response.status_code >= 400:
+                raise error_for_status(
+                    response.status_code, response.text, response.headers, self.name
+                )
+            data = response.json()
+        items = data.get("data") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise MalformedResponse(f"model list: {error_message(data)}", backend=self.name)
+        return [ModelListing(id=str(item["id"])) for item in items if isinstance(item, dict)]
+
+    async def aclose(self) -> None:
+        await self.connection.aclose()
+
+
+def _usage(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,465 @@
+"""The Gateway: config in, plans and answers out, receipts written; sync and async share a core."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from intentmesh._cache import ResponseCache
+from intentmesh._catalog import Catalog, CatalogModel, default_catalog
+from intentmesh._intent import Intent
+from intentmesh._portal import LoopThread
+from intentmesh._result import InferenceResult
+from intentmesh.adapters._registry import build_backend
+from intentmesh.adapters.base import Backend, ChatRequest, Chunk
+from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
+from intentmesh.errors import ConfigurationError, NoRouteError
+from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan, RouteRequest
+from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy
+from intentmesh.router._solver import solve
+from intentmesh.router._tokens import estimate_prompt_tokens
+
+if TYPE_CHECKING:
+    from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
+
+__all__ = ["Gateway", "ResultStream"]
+
+
+class Gateway:
+    """Routes intents to backends. Build with ``Gateway()``, ``Gateway(config)`` or
+    :meth:`from_config`; ``backends=`` replaces configured adapters with your own objects
+    (fakes in tests). Use as a (async) context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig | str | os.PathLike[str] | None = None,
+        *,
+        backends: Mapping[str, Backend] | None = None,
+        ledger: Ledger | str | os.PathLike[str] | None = None,
+        signing_key: SigningKey | None = None,
+        catalog: Catalog | None = None,
+        health: HealthBook | None = None,
+    ) -> None:
+        self.config = _coerce_config(config)
+        self.catalog = catalog or _catalog_with(self.config)
+        routing = self.config.routing
+        self.health = health or HealthBook(
+            BreakerPolicy(routing.failure_threshold, routing.cooldown_s)
+        )
+        self.backends: dict[str, Backend] = {}
+        for entry in self.config.backends:
+            if entry.enabled:
+                given = (backends or {}).get(entry.name)
+                self.backends[entry.name] = given or build_backend(entry)
+        unknown = set(backends or {}) - set(self.backends)
+        if unknown:
+            raise ConfigurationError(
+                f"backends= names {sorted(unknown)} that are not enabled in the config"
+            )
+        self._networks = {e.name: e.label for e in self.config.backends if e.enabled}
+        self._offers = self._offers_from_config()
+        self._executor = Executor(self.backends, self.health, self._retry_policies())
+        self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
+        self._ledger_arg = ledger
+        self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
+        self._key = signing_key
+        self._portal = LoopThread()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **kwargs: Any) -> Gateway:
+        """Load the TOML file at ``path``."""
+        return cls(load_config(path), **kwargs)
+
+    # -- planning ---------------------------------------------------------------------
+
+    def route_request(self, intent: Intent) -> RouteRequest:
+        """The solver's view of an intent (canonical models, token bounds, limits)."""
+        upper, expected = estimate_prompt_tokens(intent.chat_messages())
+        return RouteRequest(
+            models=tuple(self.catalog.resolve(m) for m in intent.models),
+            prompt_tokens_max=upper,
+            prompt_tokens_expected=expected,
+            max_tokens=intent.max_tokens,
+            max_price_usd=intent.max_price_usd,
+            max_latency_ms=intent.max_latency_ms,
+            verifiability=intent.verifiability,
+            optimize=intent.optimize,
+            networks=frozenset(intent.networks) if intent.networks is not None else None,
+            exclude=frozenset(intent.exclude or ()),
+        )
+
+    def plan(self, intent: Intent | None = None, **fields: Any) -> Plan:
+        """Dry run: ordered candidates with quotes, and every rejection with its reason."""
+        intent = _coerce_intent(intent, fields)
+        return solve(self.route_request(intent), self._offers, self.health, self._networks)
+
+    @property
+    def offers(self) -> list[Offer]:
+        """Every (backend, model, price) the solver can choose from."""
+        return list(self._offers)
+
+    # -- async API --------------------------------------------------------------------
+
+    async def ainfer(self, intent: Intent | None = None, **fields: Any) -> InferenceResult:
+        """Serve ``intent`` on the best feasible backend, failing over as needed."""
+        intent = _coerce_intent(intent, fields)
+        started = time.perf_counter()
+        key = self._cache.key_for(intent, self.catalog) if intent.cache else None
+        if key is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                return self._from_cache(intent, hit, started)
+        call = self._call(intent)
+        outcome = await self._executor.complete(call)
+        result = self._finish(intent, call, outcome, started)
+        if key is not None:
+            self._cache.put(key, result)
+        return result
+
+    def astream(self, intent: Intent | None = None, **fields: Any) -> ResultStream:
+        """Stream the answer: ``async for chunk in gw.astream(i)``; ``.result`` at the end."""
+        intent = _coerce_intent(intent, fields)
+        return ResultStream(self, intent)
+
+    # -- sync API ---------------------------------------------------------------------
+
+    def infer(self, intent: Intent | None = None, **fields: Any) -> InferenceResult:
+        """Blocking :meth:`ainfer`; safe to call from inside a running event loop's thread."""
+        return self._portal.run(self.ainfer(intent, **fields))
+
+    def stream(self, intent: Intent | None = None, **fields: Any) -> ResultStream:
+        """Blocking :meth:`astream`: ``for chunk in gw.stream(i)``; ``.result`` at the end."""
+        return self.astream(intent, **fields)
+
+    # -- receipts ---------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger:
+        """The receipt ledger (opened on first use)."""
+        if self._ledger_obj is None:
+            from intentmesh.receipts import Ledger, default_ledger_path
+
+            arg = self._ledger_arg if not _is_ledger(self._ledger_arg) else None
+            path = arg or self.config.receipts.ledger or default_ledger_path()
+            self._ledger_obj = Ledger(Path(str(path)).expanduser())
+        return self._ledger_obj
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The Ed25519 key that signs receipts (created with 0600 permissions on first use)."""
+        if self._key is None:
+            from intentmesh.receipts import SigningKey, default_key_path
+
+            cfg = self.config.receipts
+            if cfg.key_env and os.environ.get(cfg.key_env):
+                self._key = SigningKey.from_env(cfg.key_env)
+            else:
+                self._key = SigningKey.load_or_create(Path(cfg.key or default_key_path()))
+        return self._key
+
+    def verify_ledger(self) -> LedgerReport:
+        """Check every signature and the hash chain; the report names the first bad receipt."""
+        return self.ledger.verify()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+
+    def close(self) -> None:
+        """Close connections on the private loop, the ledger, and stop the loop thread."""
+        if self._portal.started:
+            self._portal.run(self.aclose())
+        self._portal.close()
+        if self._ledger_obj is not None and not _is_ledger(self._ledger_arg):
+            self._ledger_obj.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+        self.close()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _offers_from_config(self) -> list[Offer]:
+        offers: list[Offer] = []
+        for entry in self.config.backends:
+            if not entry.enabled:
+                continue
+            levels = frozenset({"none", "receipt", *entry.verifiability})
+            for model in entry.models:
+                offers.append(
+                    Offer(
+                        backend=entry.name,
+                        network=entry.label,
+                        model=self.catalog.resolve(model.name),
+                        provider_model=model.provider_id,
+                        input_price=model.input_price,
+                        output_price=model.output_price,
+                        latency_prior_ms=model.latency_ms or entry.latency_ms,
+                        verifiability=levels,
+                        operator=entry.operator or entry.name,
+                    )
+                )
+        return offers
+
+    def _retry_policies(self) -> dict[str, RetryPolicy]:
+        r = self.config.routing
+        return {
+            e.name: RetryPolicy(e.retries, r.backoff_s, r.backoff_max_s, r.max_retry_after_s)
+            for e in self.config.backends
+        }
+
+    def _call(self, intent: Intent) -> Call:
+        """Solve, and raise NoRouteError with every reason when nothing is feasible."""
+        plan = solve(self.route_request(intent), self._offers, self.health, self._networks)
+        if not plan.candidates:
+            raise NoRouteError(" or ".join(intent.models), plan.rejections, self._hint(plan))
+        messages = intent.chat_messages()
+        extra = {
+            k: v
+            for k in ("tools", "tool_choice", "response_format")
+            if (v := getattr(intent, k)) is not None
+        }
+
+        def build(cand: Candidate, remaining: float | None) -> ChatRequest:
+            return ChatRequest(
+                model=cand.provider_model,
+                messages=messages,
+                max_tokens=intent.max_tokens,
+                temperature=intent.temperature,
+                top_p=intent.top_p,
+                seed=intent.seed,
+                stop=intent.stop,
+                timeout_s=remaining,
+                extra=extra,
+            )
+
+        deadline = None
+        if intent.max_latency_ms is not None:
+            deadline = time.monotonic() + intent.max_latency_ms / 1000
+        return Call(
+            plan, build, Budget(intent.max_price_usd), deadline, self._hedge_delay(intent, plan)
+        )
+
+    def _hedge_delay(self, intent: Intent, plan: Plan) -> float | None:
+        if intent.hedge is False or len(plan.candidates) < 2:
+            return None
+        if intent.hedge is True:
+            floor = self.config.routing.hedge_min_ms
+            return max(floor, plan.candidates[0].p95_latency_ms) / 1000
+        return float(intent.hedge) / 1000
+
+    def _hint(self, plan: Plan) -> str:
+        served = {o.model for o in self._offers}
+        unknown = [m for m in plan.models if m not in served and self.catalog.canonical(m) is None]
+        if not unknown:
+            return ""
+        close = self.catalog.suggest(unknown[0], served)
+        did_you_mean = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown model {unknown[0]!r}{did_you_mean}"
+
+    def _finish(
+        self, intent: Intent, call: Call, outcome: Outcome, started: float
+    ) -> InferenceResult:
+        cand, completion = outcome.candidate, outcome.completion
+        total_cost = sum(a.cost_usd for a in call.attempts)
+        result = InferenceResult(
+            text=completion.text,
+            backend=cand.backend,
+            network=cand.offer.network,
+            model=cand.model,
+            provider_model=cand.provider_model,
+            usage=outcome.usage,
+            cost_usd=total_cost,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            attempts=tuple(call.attempts),
+            receipt=None,
+            finish_reason=completion.finish_reason,
+            ttft_ms=outcome.ttft_ms,
+            quote=cand,
+            flags=tuple(outcome.flags),
+            tool_calls=completion.tool_calls,
+        )
+        return self._with_receipt(intent, result, call)
+
+    def _with_receipt(
+        self, intent: Intent, result: InferenceResult, call: Call | None
+    ) -> InferenceResult:
+        if intent.verifiability == "none" or not self.config.receipts.enabled:
+            return result
+        from dataclasses import replace
+
+        receipt = self._issue_receipt(intent, result, call)
+        return replace(result, receipt=receipt)
+
+    def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
+        from intentmesh.receipts import digest
+
+        quote = result.quote
+        backend = self.backends.get(result.backend)
+        fields: dict[str, Any] = {
+            "intent_digest": digest(intent.model_dump(mode="json", exclude_none=True)),
+            "request_digest": digest(
+                {
+                    "model": result.provider_model,
+                    "messages": intent.chat_messages(),
+                    "max_tokens": intent.max_tokens,
+                    "temperature": intent.temperature,
+                    "seed": intent.seed,
+                    "stop": intent.stop,
+                }
+            ),
+            "response_digest": digest(
+                {
+                    "text": result.text,
+                    "tool_calls": result.tool_calls,
+                    "finish_reason": result.finish_reason,
+                }
+            ),
+            "backend": result.backend,
+            "network": result.network,
+            "endpoint_host": str(getattr(backend, "endpoint_host", "") or ""),
+            "model": result.model,
+            "provider_model": result.provider_model,
+            "usage": result.usage.to_dict(),
+            "price": _price(quote),
+            "cost_usd": result.cost_usd,
+            "latency_ms": round(result.latency_ms, 3),
+            "attempts": [_attempt_summary(a) for a in result.attempts],
+            "verifiability": intent.verifiability,
+            "cached": result.cached,
+            "flags": list(result.flags),
+        }
+        return self.ledger.append(fields, self.signing_key)
+
+    def _from_cache(self, intent: Intent, hit: InferenceResult, started: float) -> InferenceResult:
+        from dataclasses import replace
+
+        result = replace(
+            hit,
+            cached=True,
+            cost_usd=0.0,
+            attempts=(),
+            receipt=None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            flags=(*hit.flags, "cache_hit"),
+        )
+        return self._with_receipt(intent, result, None)
+
+
+class ResultStream:
+    """Chunks of one streamed answer, usable with ``async for`` and plain ``for``.
+
+    After the last chunk, ``result`` holds the :class:`InferenceResult` with usage, cost and
+    receipt. Streams fail over freely before the first token; after it, a failure raises
+    :class:`~intentmesh.errors.MidStreamError` with the text already delivered.
+    """
+
+    def __init__(self, gateway: Gateway, intent: Intent) -> None:
+        self._gateway = gateway
+        self._intent = intent
+        self.result: InferenceResult | None = None
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._run()
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self._gateway._portal.iterate(self._run())
+
+    @property
+    def text(self) -> str:
+        return self.result.text if self.result is not None else ""
+
+    async def _run(self) -> AsyncIterator[Chunk]:
+        gw, intent = self._gateway, self._intent
+        started = time.perf_counter()
+        call = gw._call(intent)
+        run = gw._executor.stream(call)
+        async for chunk in run:
+            yield chunk
+        assert run.outcome is not None
+        self.result = gw._finish(intent, call, run.outcome, started)
+
+
+def _coerce_config(config: GatewayConfig | str | os.PathLike[str] | None) -> GatewayConfig:
+    if isinstance(config, GatewayConfig):
+        return config
+    if config is not None:
+        return load_config(config)
+    found = discover_config_path()
+    return load_config(found) if found else parse_config("", "<defaults>")
+
+
+def _coerce_intent(intent: Intent | None, fields: dict[str, Any]) -> Intent:
+    if intent is None:
+        return Intent(**fields)
+    if not isinstance(intent, Intent):
+        raise TypeError(f"expected an Intent, got {type(intent).__name__}")
+    if fields:
+        return Intent(**{**intent.model_dump(exclude_unset=True), **fields})
+    return intent
+
+
+def _catalog_with(config: GatewayConfig) -> Catalog:
+    catalog = Catalog(default_catalog().models.values())
+    for entry in config.models:
+        known = catalog.canonical(entry.name)
+        base = catalog.models.get(known) if known else None
+        aliases = (*(base.aliases if base else ()), *entry.aliases)
+        catalog.add(
+            CatalogModel(
+                known or entry.name,
+                entry.family or (base.family if base else ""),
+                entry.context_length or (base.context_length if base else None),
+                aliases,
+            )
+        )
+    return catalog
+
+
+def _is_ledger(value: object) -> bool:
+    return hasattr(value, "append") and hasattr(value, "verify")
+
+
+def _price(quote: Candidate | None) -> dict[str, Any]:
+    if quote is None:
+        return {}
+    offer = quote.offer
+    return {
+        "input_per_1m": offer.input_price,
+        "output_per_1m": offer.output_price,
+        "source": offer.price_source,
+        "age_s": offer.price_age_s,
+    }
+
+
+def _attempt_summary(a: Any) -> dict[str, Any]:
+    keys = (
+        "backend",
+        "network",
+        "model",
+        "provider_model",
+        "outcome",
+        "error_kind",
+        "status_code",
+        "latency_ms",
+        "cost_usd",
+        "retry",
+        "hedge",
+    )
+    data = a.to_dict()
+    return {k: data.get(k) for k in keys}

@@ -1,0 +1,248 @@
+"""Gateway configuration: the TOML file format, its validation, and where it is found.
+
+Lookup order for ``Gateway()``: ``$INTENTMESH_CONFIG``, ``./intentmesh.toml``, then
+``intentmesh.toml`` in the user config directory. Errors name the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from intentmesh.errors import ConfigurationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "BackendConfig",
+    "CatalogEntry",
+    "GatewayConfig",
+    "ModelEntry",
+    "ReceiptsConfig",
+    "RoutingConfig",
+    "discover_config_path",
+    "load_config",
+    "parse_config",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ModelEntry(BaseModel):
+    """One model a backend serves: canonical ``name``, the backend's own ``id``, prices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    id: str | None = None
+    input_price: float = Field(0.0, ge=0.0, description="USD per 1M input tokens")
+    output_price: float = Field(0.0, ge=0.0, description="USD per 1M output tokens")
+    latency_ms: float | None = Field(None, gt=0.0)
+    context_length: int | None = Field(None, gt=0)
+
+    @property
+    def provider_id(self) -> str:
+        return self.id or self.name
+
+
+class BackendConfig(BaseModel):
+    """One ``[[backends]]`` entry. Keys beyond these are the adapter type's own options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    type: str = "openai"
+    network: str = ""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    models: list[ModelEntry] = Field(default_factory=list)
+    latency_ms: float = Field(800.0, gt=0.0, description="latency prior before observations")
+    timeout_s: float = Field(60.0, gt=0.0)
+    retries: int = Field(2, ge=0, le=10)
+    verifiability: list[str] = Field(default_factory=list)
+    operator: str | None = None
+    enabled: bool = True
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "use letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the NAME of an environment variable, not the key itself")
+        return value
+
+    @property
+    def label(self) -> str:
+        """The network label used by intents' ``networks``/``exclude`` (defaults to the name)."""
+        return self.network or self.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Adapter-specific keys (validated by the adapter type)."""
+        return dict(self.model_extra or {})
+
+    def api_key(self) -> str | None:
+        """The key from the environment; never stored in config, receipts or logs."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class RoutingConfig(BaseModel):
+    """``[routing]``: breaker, retry and cache knobs shared by all backends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, gt=0.0)
+    backoff_s: float = Field(0.2, ge=0.0)
+    backoff_max_s: float = Field(4.0, ge=0.0)
+    max_retry_after_s: float = Field(5.0, ge=0.0)
+    cache_size: int = Field(1024, ge=0)
+    cache_ttl_s: float = Field(3600.0, gt=0.0)
+    hedge_min_ms: float = Field(50.0, ge=0.0)
+
+
+class ReceiptsConfig(BaseModel):
+    """``[receipts]``: where the ledger and signing key live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    ledger: str | None = None
+    key: str | None = None
+    key_env: str | None = None
+
+
+class CatalogEntry(BaseModel):
+    """``[[models]]``: extra catalog models or aliases."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    family: str = ""
+    context_length: int | None = None
+
+
+class GatewayConfig(BaseModel):
+    """The whole configuration file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backends: list[BackendConfig] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
+    models: list[CatalogEntry] = Field(default_factory=list)
+    source: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for backend in self.backends:
+            if backend.name in seen:
+                raise ValueError(
+                    f"backend name {backend.name!r} is used twice; names must be unique"
+                )
+            seen.add(backend.name)
+        return self
+
+
+def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
+    """Parse and validate TOML text; errors carry ``source:line``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigurationError(f"not valid TOML: {exc}", source=source, line=line) from None
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, text, source) from None
+    return config.model_copy(update={"source": source})
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and validate a config file."""
+    file = Path(path)
+    try:
+        text = file.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read config file: {exc.strerror}", source=str(file)
+        ) from None
+    return parse_config(text, str(file))
+
+
+def discover_config_path() -> Path | None:
+    """The first config file found: $INTENTMESH_CONFIG, ./intentmesh.toml, user config dir."""
+    env = os.environ.get("INTENTMESH_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(
+                "INTENTMESH_CONFIG points to a file that does not exist; fix or unset it",
+                source=str(path),
+            )
+        return path
+    for candidate in (
+        Path.cwd() / "intentmesh.toml",
+        Path(platformdirs.user_config_dir("intentmesh")) / "intentmesh.toml",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _config_error(exc: ValidationError, text: str, source: str) -> ConfigurationError:
+    err = exc.errors()[0]
+    loc: Sequence[str | int] = err["loc"]
+    where = ".".join(str(p) for p in loc) or "config"
+    if err["type"] == "extra_forbidden":
+        message = f"{where}: unknown key; remove it or check its spelling"
+    else:
+        message = f"{where}: {err['msg']}"
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigurationError(message, source=source, line=locate(text, loc))
+
+
+def locate(text: str, loc: Sequence[str | int]) -> int | None:
+    """Best-effort line number (1-based) of a validation location in TOML text."""
+    lines = text.splitlines()
+    start = 0
+    path: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            header = re.compile(r"^\s*\[\[\s*" + re.escape(".".join(path)) + r"\s*\]\]")
+            hits = [i for i in range(start, len(lines)) if header.match(lines[i])]
+            if part >= len(hits):
+                return start + 1 if lines else None
+            start = hits[part]
+        else:
+            path.append(part)
+            key = re.compile(r"^\s*" + re.escape(part) + r"\s*=")
+            for i in range(start, len(lines)):
+                if key.match(lines[i]):
+                    start = i
+                    break
+    return start + 1 if lines else None
