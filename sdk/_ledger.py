@@ -1,0 +1,167 @@
+"""The SQLite storage under :class:`intentmesh.receipts.Ledger`: rows in, rows out.
+
+This module knows nothing about signatures or JSON; ``receipts`` builds and checks the rows.
+Writers in many threads and processes are serialised by one ``BEGIN IMMEDIATE`` transaction per
+append, in which the caller's ``build`` function sees the last row, so the chain cannot fork.
+The database runs in WAL mode with ``synchronous=NORMAL``: a commit survives a process crash,
+and the last few commits may be lost (never corrupted) if the machine loses power.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from intentmesh.errors import ReceiptError
+
+__all__ = ["Row", "RowStore"]
+
+Row = tuple[int, str, str, str, str, str]
+"""``(seq, id, hash, prev_hash, body, signature)``; ``body`` is canonical JSON text."""
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS receipts (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    hash TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS receipts_no_update BEFORE UPDATE ON receipts
+BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_no_delete BEFORE DELETE ON receipts
+BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
+"""
+
+_COLUMNS = "seq, id, hash, prev_hash, body, signature"
+_LAST = f"SELECT {_COLUMNS} FROM receipts ORDER BY seq DESC LIMIT 1"
+_HEAD = "SELECT seq, hash FROM receipts ORDER BY seq DESC LIMIT 1"
+_GET = f"SELECT {_COLUMNS} FROM receipts WHERE id = ?"
+_PAGE = f"SELECT {_COLUMNS} FROM receipts WHERE seq > ? ORDER BY seq LIMIT ?"
+_INSERT = f"INSERT INTO receipts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+class RowStore:
+    """One SQLite connection guarded by a lock; reopened after ``fork``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._pid = -1
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ReceiptError(
+                    f"{self.path}: ledger schema {version} is newer than this intentmesh "
+                    f"({SCHEMA_VERSION}); upgrade intentmesh"
+                )
+            for statement in _SCHEMA.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        self._conn = conn
+        self._pid = os.getpid()
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():
+            if self._closed:
+                raise ReceiptError(f"{self.path}: the ledger is closed")
+            # A connection must not cross fork(); the child opens its own.
+            self._lock = threading.Lock()
+            conn = self._connect()
+        return conn
+
+    def append(self, build: Callable[[int, str | None], Row]) -> Row:
+        """Insert ``build(last_seq, last_hash)`` in the same write transaction that read them."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                head = conn.execute(_HEAD).fetchone()
+                row = build(head[0], head[1]) if head else build(0, None)
+                conn.execute(_INSERT, row)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return row
+
+    def insert_into_empty(self, rows: Iterable[Row]) -> int:
+        """Insert ``rows`` in one transaction; the table must be empty. Returns the count."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute(_HEAD).fetchone() is not None:
+                    raise ReceiptError(f"{self.path}: import needs an empty ledger")
+                count = 0
+                for row in rows:
+                    conn.execute(_INSERT, row)
+                    count += 1
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return count
+
+    def get(self, receipt_id: str) -> Row | None:
+        with self._lock:
+            row: Row | None = self._connection().execute(_GET, (receipt_id,)).fetchone()
+        return row
+
+    def last(self) -> Row | None:
+        with self._lock:
+            row: Row | None = self._connection().execute(_LAST).fetchone()
+        return row
+
+    def count(self) -> int:
+        with self._lock:
+            n: int = self._connection().execute("SELECT count(*) FROM receipts").fetchone()[0]
+        return n
+
+    def rows(self, page: int = 1000) -> Iterator[Row]:
+        """Every row in ``seq`` order, read a page at a time so appends are not held up."""
+        after = -1
+        while True:
+            with self._lock:
+                batch: list[Row] = self._connection().execute(_PAGE, (after, page)).fetchall()
+            yield from batch
+            if len(batch) < page:
+                return
+            after = batch[-1][0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
