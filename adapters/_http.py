@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+
 from intentmesh.errors import (
     AuthenticationError,
     BackendConnectionError,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from intentmesh.adapters._http import (
     Connection,
     error_for_status,
@@ -23,7 +25,6 @@ from intentmesh.adapters._http import (
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing, Usage
 from intentmesh.config import BackendConfig
 from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile"]
 

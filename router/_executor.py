@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk, Completion, Usage
 from intentmesh.errors import (
     AllBackendsFailed,
@@ -31,7 +33,6 @@ from intentmesh.errors import (
 from intentmesh.router._health import HealthBook
 from intentmesh.router._plan import Attempt, Candidate, Plan
 from intentmesh.router._tokens import estimate_text_tokens
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 __all__ = ["Budget", "Call", "Executor", "Outcome", "RetryPolicy", "SkippedAttempt", "StreamRun"]
 

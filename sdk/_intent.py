@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from intentmesh.errors import IntentValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from intentmesh.errors import IntentValidationError
 
 __all__ = ["Intent", "Message", "Optimize", "Verifiability", "VERIFIABILITY_LEVELS"]
 

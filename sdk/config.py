@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from intentmesh.errors import ConfigurationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from intentmesh.errors import ConfigurationError
 
 __all__ = [
     "BackendConfig",

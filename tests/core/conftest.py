@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from core_support import GatewayFactory, backend_toml
+
 from intentmesh import Gateway
 from intentmesh.config import parse_config
 from intentmesh.testing import FakeOpenAIProvider

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from intentmesh import ConfigurationError, Gateway, Intent, NoRouteError
 from intentmesh.config import discover_config_path, load_config, parse_config
 

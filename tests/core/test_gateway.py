@@ -7,6 +7,7 @@ import time
 
 import pytest
 from core_support import MODEL, GatewayFactory
+
 from intentmesh import (
     AllBackendsFailed,
     DeadlineExceeded,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from intentmesh import Intent, IntentValidationError
 
 BASE = {"model": "llama-3.1-8b-instruct", "prompt": "Hi"}

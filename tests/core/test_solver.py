@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from intentmesh.router import HealthBook, Offer, RouteRequest
 from intentmesh.router._solver import solve, usd
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from core_support import MODEL, GatewayFactory
+
 from intentmesh import Intent, MidStreamError
 from intentmesh.testing import FakeOpenAIProvider, Fault
 
