@@ -1,0 +1,333 @@
+"""The Starlette app: OpenAI-compatible routes over a :class:`~intentmesh.Gateway`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from intentmesh._gateway import Gateway
+from intentmesh.server._budget import SpendBook
+from intentmesh.server._config import KeyConfig, ServerConfig
+from intentmesh.server._errors import ApiError, translate
+from intentmesh.server._keys import KeyRing
+from intentmesh.server._metrics import Metrics
+from intentmesh.server._openai import (
+    Kind,
+    chat_body,
+    chunk_body,
+    completion_body,
+    intentmesh_info,
+    parse_request,
+    result_headers,
+    usage_body,
+)
+from intentmesh.server._service import Prepared, Service
+from intentmesh.server._stream import LiveStream
+
+__all__ = ["create_app"]
+
+T = TypeVar("T")
+_log = logging.getLogger("intentmesh.server")
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def create_app(
+    gateway: Gateway,
+    *,
+    keys: Sequence[KeyConfig] | None = None,
+    config: ServerConfig | None = None,
+    book: SpendBook | None = None,
+    close_gateway: bool = False,
+) -> Starlette:
+    """An ASGI app serving ``gateway``; ``keys`` (or ``config.keys``) turn on bearer auth."""
+    cfg = config or ServerConfig()
+    key_list = list(keys) if keys is not None else list(cfg.keys)
+    handlers = _Handlers(gateway, cfg, KeyRing(key_list), book or SpendBook(cfg.budget_db))
+    routes = [
+        Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
+        Route("/v1/completions", handlers.completions, methods=["POST"]),
+        Route("/v1/models", handlers.models, methods=["GET"]),
+        Route("/health", handlers.health, methods=["GET"]),
+        Route("/metrics", handlers.metrics_text, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if close_gateway:
+            await gateway.aclose()
+        handlers.service.book.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.handlers = handlers
+    return app
+
+
+class _Handlers:
+    def __init__(self, gateway: Gateway, cfg: ServerConfig, keys: KeyRing, book: SpendBook):
+        self.gateway = gateway
+        self.cfg = cfg
+        self.keys = keys
+        self.service = Service(gateway, book, keys.keys)
+        self.metrics = Metrics()
+
+    # -- generation ------------------------------------------------------------------------
+
+    async def chat(self, request: Request) -> Response:
+        return await self._generate(request, "chat", "/v1/chat/completions")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, "completion", "/v1/completions")
+
+    async def _generate(self, request: Request, kind: Kind, endpoint: str) -> Response:
+        t0 = time.perf_counter()
+        self.metrics.in_flight += 1
+        streaming = False
+        try:
+            key = self.keys.authenticate(request.headers.get("authorization"))
+            body = await _read_json(request, self.cfg.max_body_bytes)
+            job = self.service.prepare(parse_request(kind, body, self.cfg, key), key)
+            if job.request.stream:
+                response = await self._stream(request, job, endpoint, t0)
+                streaming = isinstance(response, StreamingResponse)
+                return response
+            return await self._complete(request, job, endpoint, t0)
+        except ApiError as err:
+            return self._error(err, endpoint, t0)
+        except Exception:
+            _log.exception("unexpected error serving %s", endpoint)
+            err = ApiError(500, "internal gateway error", "server_error", "internal_error")
+            return self._error(err, endpoint, t0)
+        finally:
+            if not streaming:
+                self.metrics.in_flight -= 1
+
+    async def _complete(
+        self, request: Request, job: Prepared, endpoint: str, t0: float
+    ) -> Response:
+        result = await _unless_disconnected(request, lambda: self.service.complete(job))
+        if result is None:
+            return self._gone(endpoint, t0)
+        res = result
+        make = chat_body if job.request.kind == "chat" else completion_body
+        rid = f"{'chatcmpl' if job.request.kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}"
+        self._record_spend(res.backend, res.network, res.cost_usd, res.usage)
+        self.metrics.observe(endpoint, 200, time.perf_counter() - t0)
+        return JSONResponse(make(res, rid), headers=result_headers(res))
+
+    async def _stream(self, request: Request, job: Prepared, endpoint: str, t0: float) -> Response:
+        stream = await _unless_disconnected(request, lambda: self.service.open_stream(job))
+        if stream is None:
+            return self._gone(endpoint, t0)
+        headers = {**_SSE_HEADERS, "x-intentmesh-backend": stream.backend}
+        headers["x-intentmesh-network"] = stream.network
+        closed = False
+
+        async def close() -> None:
+            nonlocal closed
+            if not closed:
+                closed = True
+                await stream.aclose()
+                self.service.finish_stream(job, stream)
+                self.metrics.in_flight -= 1
+                self.metrics.observe(endpoint, 200, time.perf_counter() - t0)
+
+        events = self._events(job, stream, endpoint)
+        return _EventStream(events, close, headers=headers, media_type="text/event-stream")
+
+    async def _events(
+        self, job: Prepared, stream: LiveStream, endpoint: str
+    ) -> AsyncIterator[bytes]:
+        kind = job.request.kind
+        rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}"
+        created, model = int(time.time()), self.gateway.catalog.resolve(job.intent.models[0])
+        finish: str | None = None
+        try:
+            first = True
+            async for chunk in stream:
+                finish = chunk.finish_reason or finish
+                if chunk.text or chunk.tool_calls:
+                    body = chunk_body(kind, rid, created, model, chunk, None)
+                    yield _sse(_first_delta(body) if first and kind == "chat" else body)
+                    first = False
+            async for event in self._tail(job, stream, (rid, created, model), finish):
+                yield event
+        except Exception as exc:  # broke mid-stream: tokens already sent are not repeated
+            err = translate(exc, lambda: (None, None), job.request.top_level)
+            self.metrics.error(endpoint, err.type)
+            yield _sse(err.body())
+
+    async def _tail(
+        self, job: Prepared, stream: LiveStream, ident: tuple[str, int, str], finish: str | None
+    ) -> AsyncIterator[bytes]:
+        """The closing chunk (finish reason + ``intentmesh``), the usage chunk, ``[DONE]``."""
+        res = stream.result
+        assert res is not None
+        rid, created, model = ident
+        info = intentmesh_info(res)
+        closing = chunk_body(job.request.kind, rid, created, model, None, finish or "stop")
+        yield _sse({**closing, "intentmesh": info})
+        if job.request.include_usage:
+            usage = {"id": rid, "object": closing["object"], "created": created, "model": model}
+            yield _sse({**usage, "choices": [], "usage": usage_body(res.usage), "intentmesh": info})
+        yield b"data: [DONE]\n\n"
+        self._record_spend(res.backend, res.network, res.cost_usd, res.usage)
+
+    # -- catalog and operations ------------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        try:
+            key = self.keys.authenticate(request.headers.get("authorization"))
+        except ApiError as err:
+            return self._error(err, "/v1/models", time.perf_counter())
+        catalog = self.gateway.catalog
+        allowed = {catalog.resolve(m) for m in key.models} if key and key.models else None
+        served: dict[str, set[tuple[str, str]]] = {}
+        for offer in self.gateway.offers:
+            if allowed is None or offer.model in allowed:
+                served.setdefault(offer.model, set()).add((offer.backend, offer.network))
+        data = [_model_entry(name, pairs) for name, pairs in sorted(served.items())]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "backends": self.gateway.health.snapshot()})
+
+    async def metrics_text(self, request: Request) -> Response:
+        text = self.metrics.render()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _error(self, err: ApiError, endpoint: str, t0: float) -> Response:
+        self.metrics.error(endpoint, err.type)
+        self.metrics.observe(endpoint, err.status, time.perf_counter() - t0)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    def _gone(self, endpoint: str, t0: float) -> Response:
+        """The client hung up; the upstream call was cancelled. Nobody reads this."""
+        self.metrics.error(endpoint, "client_disconnected")
+        self.metrics.observe(endpoint, 499, time.perf_counter() - t0)
+        return Response(status_code=499)
+
+    def _record_spend(self, backend: str, network: str, cost: float, usage: Any) -> None:
+        self.metrics.spend(
+            backend, network, cost, usage.prompt_tokens, usage.completion_tokens
+        )
+
+
+class _EventStream(StreamingResponse):
+    """SSE that stops (and cancels the upstream) as soon as the client disconnects.
+
+    ``on_close`` runs exactly once however the response ends (settles budgets and metrics).
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        on_close: Callable[[], Awaitable[None]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def run() -> None:
+                    with contextlib.suppress(OSError):
+                        await self.stream_response(send)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(run)
+                await self.listen_for_disconnect(receive)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                closer = getattr(self.body_iterator, "aclose", None)
+                if closer is not None:
+                    await closer()
+                await self._on_close()
+
+
+async def _unless_disconnected(request: Request, work: Callable[[], Awaitable[T]]) -> T | None:
+    """Run ``work`` but cancel it if the client disconnects first (then return None)."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    async def run(scope: anyio.CancelScope) -> None:
+        try:
+            results.append(await work())
+        except Exception as exc:
+            errors.append(exc)
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, tg.cancel_scope)
+        await _disconnected(request.receive)
+        tg.cancel_scope.cancel()
+    if errors:
+        raise errors[0]
+    return results[0] if results else None
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise _too_large(limit)
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ApiError(400, "request body is not valid JSON", "invalid_request_error") from None
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, f"request body exceeds {limit} bytes", "invalid_request_error", "body_too_large"
+    )
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _first_delta(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI names the role in the first delta only."""
+    delta = body["choices"][0]["delta"]
+    body["choices"][0]["delta"] = {"role": "assistant", **delta}
+    return body
+
+
+def _model_entry(name: str, pairs: set[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "intentmesh",
+        "intentmesh": {
+            "backends": sorted(b for b, _ in pairs),
+            "networks": sorted({n for _, n in pairs}),
+        },
+    }

@@ -1,0 +1,66 @@
+"""``serve_main``: run the gateway under uvicorn (what ``intentmesh serve`` calls)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from intentmesh._gateway import Gateway
+from intentmesh.server._app import create_app
+from intentmesh.server._budget import SpendBook
+from intentmesh.server._config import ServerConfig, load_configs
+
+__all__ = ["app_from_env", "serve_main"]
+
+_CONFIG_ENV = "INTENTMESH_CONFIG"
+
+
+def serve_main(
+    host: str | None = None,
+    port: int | None = None,
+    config: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight streams drain for ``[server] drain_timeout_s``.
+
+    ``host``, ``port`` and ``workers`` override the ``[server]`` section of ``config``
+    (discovered as ``Gateway()`` does when None).
+    """
+    import uvicorn
+
+    _, server = load_configs(config)
+    server = server.model_copy(
+        update={
+            k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v
+        }
+    )
+    ServerConfig.model_validate(server.model_dump())  # re-check workers against budgets
+    if server.budget_db != ":memory:":
+        SpendBook(server.budget_db).release_all_reservations()
+    options = {
+        "host": server.host,
+        "port": server.port,
+        "timeout_graceful_shutdown": server.drain_timeout_s,
+        "log_level": "info",
+    }
+    if server.workers > 1:
+        if config is not None:
+            os.environ[_CONFIG_ENV] = str(Path(config).resolve())
+        target = "intentmesh.server._serve:app_from_env"
+        uvicorn.run(target, factory=True, workers=server.workers, **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(build_app(config), **options)  # type: ignore[arg-type]
+
+
+def build_app(config: str | os.PathLike[str] | None = None) -> Starlette:
+    """The app for a config file: a Gateway it owns and closes on shutdown."""
+    gateway_config, server = load_configs(config)
+    gateway = Gateway(gateway_config)
+    return create_app(gateway, config=server, close_gateway=True)
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn workers: the config named by ``$INTENTMESH_CONFIG`` (or discovered)."""
+    return build_app(os.environ.get(_CONFIG_ENV) or None)

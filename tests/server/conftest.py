@@ -1,0 +1,54 @@
+"""A live gateway on loopback (uvicorn in a thread) over the demo network's fake providers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intentmesh import Gateway
+from intentmesh.config import parse_config
+from intentmesh.server import ServerConfig, ThreadedServer, create_app
+from intentmesh.testing import DemoNetwork
+
+ServeFactory = Callable[..., ThreadedServer]
+MODEL = "llama-3.1-8b-instruct"
+
+
+@pytest.fixture
+def demo() -> Iterator[DemoNetwork]:
+    """Three fake providers: chutes (cheap, slow), akash (mid), ionet (fast, pricey)."""
+    with DemoNetwork(latency_scale=0.01) as network:
+        yield network
+
+
+@pytest.fixture
+def gateway(demo: DemoNetwork, tmp_path: Path) -> Iterator[Gateway]:
+    receipts = f'[receipts]\nledger = "{tmp_path / "ledger.db"}"\nkey = "{tmp_path / "k.pem"}"\n'
+    routing = "[routing]\nbackoff_s = 0.0\nbackoff_max_s = 0.0\n"
+    gw = Gateway(parse_config(receipts + routing + demo.config_toml()))
+    yield gw
+    gw.close()
+
+
+@pytest.fixture
+def serve(gateway: Gateway) -> Iterator[ServeFactory]:
+    """``serve(keys=..., config=ServerConfig(...))`` starts a gateway server; stopped after."""
+    started: list[ThreadedServer] = []
+
+    def start(gw: Gateway | None = None, **kwargs: Any) -> ThreadedServer:
+        kwargs.setdefault("config", ServerConfig())
+        server = ThreadedServer(create_app(gw or gateway, **kwargs)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(serve: ServeFactory) -> ThreadedServer:
+    return serve()
