@@ -41,6 +41,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._cooldown = self.policy.cooldown_s
         self._trial_in_flight = False
+        self.ever_failed = False
         self.last_error: str | None = None
 
     @property
@@ -86,6 +87,7 @@ class CircuitBreaker:
             self._trial_in_flight = False
             return
         self.last_error = message or kind
+        self.ever_failed = True
         self._failures += 1
         fatal = kind in _FATAL
         if fatal or self._state == "half_open" or self._failures >= self.policy.failure_threshold:

@@ -27,15 +27,17 @@ class LatencyEstimate:
 class LatencyStats:
     """EWMA and a window of recent samples for one (backend, model)."""
 
-    __slots__ = ("_alpha", "_ewma", "_window", "count")
+    __slots__ = ("_alpha", "_cached", "_ewma", "_window", "count")
 
     def __init__(self, alpha: float = 0.2, window: int = 64) -> None:
         self._alpha = alpha
         self._ewma: float | None = None
         self._window: deque[float] = deque(maxlen=window)
+        self._cached: LatencyEstimate | None = None
         self.count = 0
 
     def observe(self, latency_ms: float) -> None:
+        self._cached = None
         self.count += 1
         self._window.append(latency_ms)
         if self._ewma is None:
@@ -47,12 +49,17 @@ class LatencyStats:
         """Blend in the prior until there is data; p95 only once there are enough samples."""
         if self._ewma is None:
             return LatencyEstimate(prior_ms, prior_ms, 0)
+        if self._cached is None:
+            self._cached = self._compute(self._ewma)
+        return self._cached
+
+    def _compute(self, ewma: float) -> LatencyEstimate:
         n = len(self._window)
         if n < _P95_MIN_SAMPLES:
-            return LatencyEstimate(self._ewma, max(self._window), n)
+            return LatencyEstimate(ewma, max(self._window), n)
         ordered = sorted(self._window)
         p95 = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
-        return LatencyEstimate(self._ewma, p95, n)
+        return LatencyEstimate(ewma, p95, n)
 
 
 class HealthBook:
@@ -71,6 +78,17 @@ class HealthBook:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._gone: dict[tuple[str, str], float] = {}
         self._penalty: dict[str, float] = {}
+        self._priors: dict[float, LatencyEstimate] = {}
+
+    @property
+    def any_gone(self) -> bool:
+        """Cheap pre-check for the solver's hot loop."""
+        return bool(self._gone)
+
+    def breaker_if_tripped(self, backend: str) -> CircuitBreaker | None:
+        """The backend's breaker when it has ever failed, else None (closed by definition)."""
+        found = self._breakers.get(backend)
+        return found if found is not None and found.ever_failed else None
 
     def breaker(self, backend: str) -> CircuitBreaker:
         found = self._breakers.get(backend)
@@ -80,7 +98,12 @@ class HealthBook:
 
     def latency(self, backend: str, model: str, prior_ms: float) -> LatencyEstimate:
         stats = self._latency.get((backend, model))
-        return stats.estimate(prior_ms) if stats else LatencyEstimate(prior_ms, prior_ms, 0)
+        if stats is not None:
+            return stats.estimate(prior_ms)
+        prior = self._priors.get(prior_ms)
+        if prior is None:
+            prior = self._priors[prior_ms] = LatencyEstimate(prior_ms, prior_ms, 0)
+        return prior
 
     def observe_latency(self, backend: str, model: str, latency_ms: float) -> None:
         key = (backend, model)

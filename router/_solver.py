@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
+from typing import NamedTuple
 
 from intentmesh.router._health import HealthBook, LatencyEstimate
 from intentmesh.router._plan import Candidate, Offer, Plan, Rejection, RouteRequest
@@ -23,10 +24,8 @@ def usd(amount: float) -> str:
     return "$" + text
 
 
-@dataclass(frozen=True, slots=True)
-class _Quote:
+class _Quote(NamedTuple):
     offer: Offer
-    rank: int
     worst: float
     expected: float
     latency: LatencyEstimate
@@ -57,16 +56,20 @@ def solve(
             rejections.append(rejection)
         else:
             quotes.append(rejection)
-    rejections.extend(_unserved(request, backends, serving))
+    if len(serving) < len(backends):
+        rejections.extend(_unserved(request, backends, serving))
     candidates = _rank(request, quotes, health)
-    rejections.sort(key=lambda r: (rank_of.get(r.model, len(rank_of)), r.backend))
+    if len(rejections) > 1:
+        rejections.sort(key=lambda r: (rank_of.get(r.model, len(rank_of)), r.backend))
     return Plan(request.models, tuple(candidates), tuple(rejections), request)
 
 
 def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rejection | _Quote:
     """Apply every hard constraint in order; the first one broken is the reason."""
     name, model = offer.backend, offer.model
-    if request.networks is not None and not ({offer.network, name} & request.networks):
+    if request.networks is not None and not (
+        offer.network in request.networks or name in request.networks
+    ):
         allowed = ", ".join(sorted(request.networks))
         return Rejection(
             name,
@@ -74,7 +77,7 @@ def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rej
             f"{name}: network {offer.network!r} is not in networks [{allowed}]",
             model,
         )
-    if request.exclude & {offer.network, name}:
+    if request.exclude and (offer.network in request.exclude or name in request.exclude):
         return Rejection(name, "excluded", f"{name}: excluded by the intent", model)
     level = request.verifiability
     if level in _LEVEL_NEEDS_OFFER and level not in offer.verifiability:
@@ -85,19 +88,21 @@ def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rej
             f"{name}: cannot show verifiability {level!r} (offers: {shown})",
             model,
         )
-    if health.is_gone(name, offer.provider_model):
+    if health.any_gone and health.is_gone(name, offer.provider_model):
         return Rejection(
             name, "model_gone", f"{name}: answered 404 for {offer.provider_model!r} recently", model
         )
-    breaker = health.breaker(name)
-    if not breaker.allows():
+    breaker = health.breaker_if_tripped(name)
+    if breaker is not None and not breaker.allows():
         return Rejection(
             name,
             "circuit_open",
             f"{name}: circuit open after repeated failures (retry in {breaker.retry_in_s():.0f} s)",
             model,
         )
-    worst = offer.worst_case_cost(request.prompt_tokens_max, request.max_tokens)
+    worst = (
+        request.prompt_tokens_max * offer.input_price + request.max_tokens * offer.output_price
+    ) / 1e6
     if request.max_price_usd is not None and worst > request.max_price_usd:
         return Rejection(
             name,
@@ -114,9 +119,11 @@ def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rej
             f"target {request.max_latency_ms:.0f} ms",
             model,
         )
-    expected_out = request.max_tokens * EXPECTED_OUTPUT_FRACTION
-    expected = offer.cost(request.prompt_tokens_expected, int(expected_out))
-    return _Quote(offer, 0, worst, expected, latency)
+    expected_out = int(request.max_tokens * EXPECTED_OUTPUT_FRACTION)
+    expected = (
+        request.prompt_tokens_expected * offer.input_price + expected_out * offer.output_price
+    ) / 1e6
+    return _Quote(offer, worst, expected, latency)
 
 
 def _unserved(
@@ -134,22 +141,31 @@ def _rank(request: RouteRequest, quotes: list[_Quote], health: HealthBook) -> li
     """Score by the intent's goal, break ties by latency then name; penalties push down."""
     if not quotes:
         return []
-    min_cost = min(q.expected for q in quotes) or 1e-12
-    min_latency = min(q.latency.expected_ms for q in quotes) or 1e-3
+    score_of = _scorer(request.optimize, quotes)
     rank_of = {model: i for i, model in enumerate(request.models)}
-    scored: list[tuple[tuple[int, float, float, str], Candidate]] = []
+    keyed = []
     for q in quotes:
-        if request.optimize == "latency":
-            score = q.latency.expected_ms
-        elif request.optimize == "balanced":
-            score = (q.expected or 1e-12) / min_cost + q.latency.expected_ms / min_latency
-        else:
-            score = q.expected
-        score *= 1.0 + 0.25 * health.penalty(q.offer.backend)
-        candidate = Candidate(
-            q.offer, q.worst, q.expected, q.latency.expected_ms, q.latency.p95_ms, score
-        )
-        key = (rank_of[q.offer.model], score, q.latency.expected_ms, q.offer.backend)
-        scored.append((key, candidate))
-    scored.sort(key=lambda item: item[0])
-    return [c for _, c in scored]
+        score = score_of(q)
+        penalty = health.penalty(q.offer.backend)
+        if penalty:
+            score *= 1.0 + 0.25 * penalty
+        keyed.append((rank_of[q.offer.model], score, q.latency.expected_ms, q.offer.backend, q))
+    keyed.sort(key=_ORDER)
+    return [
+        Candidate(q.offer, q.worst, q.expected, q.latency.expected_ms, q.latency.p95_ms, score)
+        for _, score, _, _, q in keyed
+    ]
+
+
+_ORDER = itemgetter(0, 1, 2, 3)
+
+
+def _scorer(optimize: str, quotes: list[_Quote]) -> Callable[[_Quote], float]:
+    """The score (lower is better) for the intent's goal; balanced normalises both axes."""
+    if optimize == "latency":
+        return lambda q: q.latency.expected_ms
+    if optimize == "balanced":
+        min_cost = min(q.expected for q in quotes) or 1e-12
+        min_latency = min(q.latency.expected_ms for q in quotes) or 1e-3
+        return lambda q: (q.expected or 1e-12) / min_cost + q.latency.expected_ms / min_latency
+    return lambda q: q.expected

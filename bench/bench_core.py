@@ -1,0 +1,238 @@
+"""Core overhead benchmark: what intentmesh adds on top of one raw HTTP call.
+
+Runs a loopback fake provider in a separate process, then, in one run on the same machine:
+raw ``httpx`` POST (the floor), ``Gateway.ainfer`` at verifiability ``none`` and ``receipt``,
+and, when a LiteLLM virtualenv is given, LiteLLM's ``Router.acompletion`` (measured by
+``bench_litellm.py`` inside that venv against the same server, with its own floor).
+Sequential and at concurrency 64. Also: planning time for 20 backends, receipt cost,
+and ``import intentmesh`` time. Figures are ratios to the floor measured in the same run.
+
+    python bench/bench_core.py [--requests 2000] [--litellm-python /tmp/litellm-venv/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+from intentmesh import Gateway, Intent
+from intentmesh.config import parse_config
+from intentmesh.router import HealthBook, Offer
+from intentmesh.router._solver import solve
+
+HERE = Path(__file__).parent
+MODEL = "llama-3.1-8b-instruct"
+
+
+def start_upstream() -> tuple[subprocess.Popen[str], str]:
+    code = (
+        "import sys, time\n"
+        "from intentmesh.testing import FakeOpenAIProvider\n"
+        "p = FakeOpenAIProvider(['fake-llama'], record=False)\n"
+        "p.start(); print(p.base_url, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": pick(0.5), "p99_ms": pick(0.99), "mean_ms": statistics.fmean(ordered)}
+
+
+async def measure(fn: Callable[[int], Awaitable[object]], n: int, concurrency: int) -> list[float]:
+    """Latency of each of ``n`` calls, ``concurrency`` at a time, after a short warm-up."""
+    for i in range(min(50, n)):
+        await fn(i)
+    samples: list[float] = []
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            await fn(i)
+            samples.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return samples
+
+
+def body(i: int) -> dict[str, object]:
+    return {
+        "model": "fake-llama",
+        "messages": [{"role": "user", "content": f"hello {i}"}],
+        "max_tokens": 16,
+        "temperature": 0.0,
+        "stream": False,
+    }
+
+
+async def run_suite(base_url: str, n: int, home: Path) -> dict[str, dict[str, dict[str, float]]]:
+    config = parse_config(
+        f'[receipts]\nledger = "{home / "ledger.sqlite3"}"\nkey = "{home / "key.pem"}"\n'
+        f'[[backends]]\nname = "fake"\nbase_url = "{base_url}"\n'
+        f'[[backends.models]]\nname = "{MODEL}"\nid = "fake-llama"\n'
+        "input_price = 0.1\noutput_price = 0.2\n"
+    )
+    gw = Gateway(config)
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=1024), trust_env=False)
+    url = base_url + "/chat/completions"
+
+    async def floor(i: int) -> object:
+        r = await client.post(
+            url, content=json.dumps(body(i)).encode(), headers={"Content-Type": "application/json"}
+        )
+        return r.json()["choices"][0]["message"]["content"]
+
+    def via_gateway(level: str) -> Callable[[int], Awaitable[object]]:
+        async def call(i: int) -> object:
+            res = await gw.ainfer(
+                model=MODEL, prompt=f"hello {i}", max_tokens=16, verifiability=level
+            )
+            return res.text
+
+        return call
+
+    cases = {
+        "floor_httpx": floor,
+        "intentmesh_none": via_gateway("none"),
+        "intentmesh_receipt": via_gateway("receipt"),
+    }
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for concurrency in (1, 64):
+        label = "sequential" if concurrency == 1 else f"concurrency_{concurrency}"
+        out[label] = {}
+        for _round in range(2):  # interleave rounds so drift hits every case alike
+            for name, fn in cases.items():
+                samples = await measure(fn, n // 2, concurrency)
+                out[label].setdefault(name, {"samples": []})["samples"] += samples  # type: ignore[operator]
+        for name in cases:
+            samples = out[label][name].pop("samples")  # type: ignore[arg-type]
+            out[label][name] = percentiles(samples)  # type: ignore[arg-type]
+    await client.aclose()
+    await gw.aclose()
+    gw.close()
+    return out
+
+
+def planning_us(backends: int = 20, rounds: int = 20000) -> float:
+    offers = [
+        Offer(
+            backend=f"b{i}",
+            network=f"n{i % 4}",
+            model=MODEL,
+            provider_model="x",
+            input_price=0.1 + i / 100,
+            output_price=0.2 + i / 50,
+        )
+        for i in range(backends)
+    ]
+    names = {o.backend: o.network for o in offers}
+    gw = Gateway(parse_config(""))
+    request = gw.route_request(Intent(model=MODEL, prompt="hello", max_price_usd=0.01))
+    health = HealthBook()
+    t0 = time.process_time()  # CPU time: less sensitive to other processes on a shared box
+    for _ in range(rounds):
+        solve(request, offers, health, names)
+    return (time.process_time() - t0) / rounds * 1e6
+
+
+def intent_validation_us(rounds: int = 20000) -> float:
+    t0 = time.process_time()
+    for _ in range(rounds):
+        Intent(model=MODEL, prompt="hello", max_price_usd=0.01, max_latency_ms=3000)
+    return (time.process_time() - t0) / rounds * 1e6
+
+
+def import_ms(rounds: int = 10) -> float:
+    def run(code: str) -> float:
+        best = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            best.append(time.perf_counter() - t0)
+        return statistics.median(best) * 1000
+
+    return run("import intentmesh") - run("pass")
+
+
+def litellm(python: str, base_url: str, n: int) -> dict[str, object]:
+    out = subprocess.run(
+        [python, str(HERE / "bench_litellm.py"), base_url, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--litellm-python", default=None)
+    parser.add_argument("--json", dest="json_out", default=None)
+    args = parser.parse_args()
+    proc, base_url = start_upstream()
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            results: dict[str, object] = {
+                "http": asyncio.run(run_suite(base_url, args.requests, Path(home)))
+            }
+        if args.litellm_python:
+            results["litellm"] = litellm(args.litellm_python, base_url, args.requests)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    results["planning_us_20_backends"] = planning_us()
+    results["intent_validation_us"] = intent_validation_us()
+    results["import_intentmesh_ms"] = import_ms()
+    report(results)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+
+
+def report(results: dict[str, object]) -> None:
+    http = results["http"]
+    assert isinstance(http, dict)
+    for label, cases in http.items():
+        floor = cases["floor_httpx"]
+        print(f"\n{label}: p50 / p99 ms, added over the httpx floor")
+        for name, stats in cases.items():
+            added50 = stats["p50_ms"] - floor["p50_ms"]
+            added99 = stats["p99_ms"] - floor["p99_ms"]
+            print(
+                f"  {name:22s} {stats['p50_ms']:7.3f} / {stats['p99_ms']:7.3f}   "
+                f"+{added50:6.3f} / +{added99:6.3f}   x{stats['p50_ms'] / floor['p50_ms']:.2f}"
+            )
+    lite = results.get("litellm")
+    if isinstance(lite, dict):
+        for label, cases in lite.items():
+            floor, router = cases["floor_httpx"], cases["litellm_router"]
+            print(
+                f"  litellm {label}: floor {floor['p50_ms']:.3f} router {router['p50_ms']:.3f}"
+                f" (+{router['p50_ms'] - floor['p50_ms']:.3f} ms p50, "
+                f"+{router['p99_ms'] - floor['p99_ms']:.3f} ms p99)"
+            )
+    print(f"\nplanning, 20 backends: {results['planning_us_20_backends']:.1f} us")
+    print(f"intent validation: {results['intent_validation_us']:.1f} us")
+    print(f"import intentmesh: {results['import_intentmesh_ms']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
