@@ -15,10 +15,20 @@ __all__ = ["BACKENDS", "BackendFactory", "backend_class", "build_backend", "regi
 # type name -> "module:Class". Adding a backend family is one file plus one line here.
 BACKENDS: dict[str, str] = {
     "openai": "intentmesh.adapters.openai:OpenAIBackend",
+    "chutes": "intentmesh.adapters.chutes:ChutesBackend",
+    "targon": "intentmesh.adapters.targon:TargonBackend",
+    "nineteen": "intentmesh.adapters.nineteen:NineteenBackend",
+    "apex": "intentmesh.adapters.apex:ApexBackend",
+    "bittensor-native": "intentmesh.adapters.bittensor_native:BittensorNativeBackend",
+    "ritual": "intentmesh.adapters.ritual:RitualBackend",
+    "akashchat": "intentmesh.adapters.akash:AkashChatBackend",
+    "akashml": "intentmesh.adapters.akash:AkashMLBackend",
+    "akash-vllm": "intentmesh.adapters.akash:AkashVLLMBackend",
+    "ionet": "intentmesh.adapters.ionet:IONetBackend",
 }
 
 # Extra needed for each type's optional dependencies, named in the ImportError we raise.
-_EXTRAS: dict[str, str] = {}
+_EXTRAS: dict[str, str] = {"bittensor-native": "bittensor"}
 
 
 class BackendFactory(Protocol):

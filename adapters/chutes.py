@@ -1,0 +1,138 @@
+"""Chutes (Bittensor SN64): an OpenAI-compatible gateway with live prices and TEE models.
+
+Differences from the OpenAI base, all as data or small overrides:
+
+* ``GET /v1/models`` carries prices (``pricing.prompt/completion``, USD per 1M tokens) and a
+  ``confidential_compute`` flag; such models also offer the ``attested`` verifiability level.
+* Errors are FastAPI's ``{"detail": ...}``; after a stream starts they arrive as an SSE event
+  ``data: {"error": "...", "detail": "..."}`` (handled by the base's in-stream error path).
+* TEE evidence: ``GET https://api.chutes.ai/chutes/{chute_id}/evidence?nonce=<64 hex>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Any, ClassVar
+
+import httpx
+
+from intentmesh.adapters._http import error_for_status, error_message, map_transport_errors
+from intentmesh.adapters._netkit import per_million
+from intentmesh.adapters.base import ModelListing
+from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
+from intentmesh.errors import MalformedResponse
+
+__all__ = ["ChutesBackend", "Evidence"]
+
+
+class Evidence(dict[str, Any]):
+    """The evidence document for one chute, plus the ``nonce`` we sent and its ``digest``."""
+
+    @property
+    def nonce(self) -> str:
+        return str(self["nonce"])
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the evidence; store it in receipts."""
+        return str(self["digest"])
+
+
+class ChutesBackend(OpenAIBackend):
+    """Chutes' ``llm.chutes.ai`` gateway; ``CHUTES_API_KEY`` holds a ``cpk_...`` key."""
+
+    default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
+        default_base_url="https://llm.chutes.ai/v1",
+        default_api_key_env="CHUTES_API_KEY",
+        require_key=True,
+    )
+    discovers_prices: ClassVar[bool] = True
+
+    async def alist_models(self) -> list[ModelListing]:
+        """Every model with its live price, context length and TEE flag (no auth needed)."""
+        return [_listing(item) for item in await self._get_list("/models")]
+
+    async def _get_list(self, path: str) -> list[dict[str, Any]]:
+        conn = self.connection
+        with map_transport_errors(self.name):
+            response = await conn.client().get(conn.base_url + path)
+            if response.status_code >= 400:
+                raise error_for_status(
+                    response.status_code, response.text, response.headers, self.name
+                )
+            data = response.json()
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise MalformedResponse(f"model list: {error_message(data)}", backend=self.name)
+        return [item for item in items if isinstance(item, dict) and "id" in item]
+
+    @property
+    def management_url(self) -> str:
+        """``https://api.chutes.ai`` for ``llm.chutes.ai``; the same origin for other hosts."""
+        url = httpx.URL(self.connection.base_url)
+        host = url.host
+        if host.startswith("llm."):
+            host = "api." + host[4:]
+        return str(url.copy_with(host=host, path="/")).rstrip("/")
+
+    async def aevidence(self, chute_id: str, nonce: str | None = None) -> Evidence:
+        """Fresh TEE evidence for ``chute_id``, bound to a random 32-byte ``nonce``.
+
+        The quote is returned for verification (Intel DCAP + NVIDIA NRAS), not verified here.
+        """
+        nonce = nonce or secrets.token_hex(32)
+        conn = self.connection
+        with map_transport_errors(self.name):
+            response = await conn.client().get(
+                f"{self.management_url}/chutes/{chute_id}/evidence", params={"nonce": nonce}
+            )
+            if response.status_code >= 400:
+                raise error_for_status(
+                    response.status_code, response.text, response.headers, self.name
+                )
+            data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("evidence"), list):
+            raise MalformedResponse("evidence: no 'evidence' list", backend=self.name)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return Evidence(data, nonce=nonce, digest=hashlib.sha256(canonical).hexdigest())
+
+
+def _listing(item: dict[str, Any]) -> ModelListing:
+    pricing = item.get("pricing") if isinstance(item.get("pricing"), dict) else {}
+    price = item.get("price") if isinstance(item.get("price"), dict) else {}
+    prompt = per_million(pricing.get("prompt")) if pricing else None
+    completion = per_million(pricing.get("completion")) if pricing else None
+    if prompt is None:
+        prompt = per_million(_usd(price, "input"))
+    if completion is None:
+        completion = per_million(_usd(price, "output"))
+    model_id = str(item["id"])
+    confidential = item.get("confidential_compute") is True
+    aliases = [model_id.removesuffix("-TEE")] if model_id.endswith("-TEE") else []
+    if isinstance(item.get("root"), str):
+        aliases.append(item["root"])
+    return ModelListing(
+        id=model_id,
+        input_price=prompt,
+        output_price=completion,
+        context_length=_int(item.get("context_length") or item.get("max_model_len")),
+        attributes={
+            "aliases": tuple(aliases),
+            "confidential_compute": confidential,
+            "verifiability": ("attested",) if confidential else (),
+            "chute_id": item.get("chute_id"),
+            "quantization": item.get("quantization"),
+            "supported_features": tuple(item.get("supported_features") or ()),
+        },
+    )
+
+
+def _usd(price: dict[str, Any], side: str) -> Any:
+    value = price.get(side)
+    return value.get("usd") if isinstance(value, dict) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
