@@ -66,8 +66,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await gateway.aclose()  # this loop's upstream connections
         if close_gateway:
-            await gateway.aclose()
+            gateway.close()
         handlers.service.book.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
