@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from intentmesh.adapters._registry import build_backend
-from intentmesh.adapters.base import Backend, ChatRequest
-
-
-def chat(model: str, text: str = "hello there", **kw: Any) -> ChatRequest:
-    return ChatRequest(model=model, messages=[{"role": "user", "content": text}], **kw)
+from intentmesh.adapters.base import Backend
 
 
 @pytest.fixture
@@ -36,8 +33,3 @@ async def make_backend(monkeypatch: pytest.MonkeyPatch):
     yield make
     for backend in made:
         await backend.aclose()
-
-
-async def collect(backend: Any, request: ChatRequest) -> tuple[str, list[Any]]:
-    chunks = [c async for c in backend.astream(request)]
-    return "".join(c.text for c in chunks), chunks

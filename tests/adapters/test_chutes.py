@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from net_support import chat, collect
+
 from intentmesh.adapters.chutes import ChutesBackend
 from intentmesh.errors import (
     AuthenticationError,
@@ -14,8 +16,6 @@ from intentmesh.errors import (
     RateLimited,
 )
 from intentmesh.testing.networks import ChutesModel, FakeChutes
-
-from tests.adapters.conftest import chat, collect
 
 MODELS = [
     ChutesModel("unsloth/Llama-3.1-8B-Instruct", 0.02, 0.05),

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from intentmesh.testing._faults import Fault
@@ -65,7 +66,7 @@ class NetworkFake(FakeOpenAIProvider):
         """None when allowed; default: ``Authorization: Bearer <api_key>``."""
         if self.key is None or request.headers.get("authorization") == f"Bearer {self.key}":
             return None
-        return self.error(401, "Invalid API key")
+        return self.error(401)
 
     def precheck(self, request: FakeRequest, payload: dict[str, Any]) -> FakeResponse | None:
         """A network-specific refusal of a generation request, before it is served."""
@@ -80,7 +81,12 @@ class NetworkFake(FakeOpenAIProvider):
         return {}
 
     def default_message(self, status: int) -> str:
-        return self.messages.get(status, f"error {status}")
+        if status in self.messages:
+            return self.messages[status]
+        try:
+            return HTTPStatus(status).phrase
+        except ValueError:
+            return f"error {status}"
 
     # -- faults in this network's words --------------------------------------------------
 
