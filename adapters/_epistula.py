@@ -45,7 +45,7 @@ _SS58_PREFIX = 42  # generic Substrate, what Bittensor uses
 
 def _sr25519() -> ModuleType:
     try:
-        import sr25519  # type: ignore[import-not-found,unused-ignore]
+        import sr25519  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:
         raise ImportError(
             "Epistula signing needs py-sr25519-bindings; "

@@ -100,14 +100,14 @@ class ChutesBackend(OpenAIBackend):
 
 
 def _listing(item: dict[str, Any]) -> ModelListing:
-    pricing = item.get("pricing") if isinstance(item.get("pricing"), dict) else {}
-    price = item.get("price") if isinstance(item.get("price"), dict) else {}
-    prompt = per_million(pricing.get("prompt")) if pricing else None
-    completion = per_million(pricing.get("completion")) if pricing else None
+    pricing = _dict(item.get("pricing"))
+    price = _dict(item.get("price"))
+    prompt = per_million(pricing.get("prompt"))
+    completion = per_million(pricing.get("completion"))
     if prompt is None:
-        prompt = per_million(_usd(price, "input"))
+        prompt = per_million(_dict(price.get("input")).get("usd"))
     if completion is None:
-        completion = per_million(_usd(price, "output"))
+        completion = per_million(_dict(price.get("output")).get("usd"))
     model_id = str(item["id"])
     confidential = item.get("confidential_compute") is True
     aliases = [model_id.removesuffix("-TEE")] if model_id.endswith("-TEE") else []
@@ -129,9 +129,8 @@ def _listing(item: dict[str, Any]) -> ModelListing:
     )
 
 
-def _usd(price: dict[str, Any], side: str) -> Any:
-    value = price.get(side)
-    return value.get("usd") if isinstance(value, dict) else None
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int | None:

@@ -16,6 +16,7 @@ the adapter knows (``openai``, ``css``, ``prompt``, ``tgi``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import deque
@@ -57,10 +58,10 @@ class FakeInfernetContainer(LoopbackServer):
     def _text(self, data: Any) -> str:
         if self.io == "openai":
             users = [m for m in data.get("messages", []) if m.get("role") == "user"]
-            return "echo: " + (users[-1]["content"] if users else str(data.get("prompt", "")))
+            return "echo: " + str(users[-1]["content"] if users else data.get("prompt", ""))
         if self.io == "css":
             users = [m for m in data["params"]["messages"] if m.get("role") == "user"]
-            return "echo: " + users[-1]["content"]
+            return "echo: " + str(users[-1]["content"])
         return "echo: " + str(data.get("prompt") or data.get("text") or "")
 
     def _output(self, text: str, data: Any) -> dict[str, Any]:
@@ -149,6 +150,21 @@ class FakeInfernetNode(LoopbackServer):
         self._hits: deque[float] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def stop(self) -> None:
+        """Cancel jobs still running, then stop the server."""
+        loop = self._loop
+        if loop is not None and self._tasks and loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._cancel_jobs(), loop)
+            with contextlib.suppress(Exception):
+                future.result(5)
+        super().stop()
+
+    async def _cancel_jobs(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def handle(self, request: FakeRequest) -> FakeResponse:
         limited = self._limited()
         if limited is not None:
@@ -198,7 +214,7 @@ class FakeInfernetNode(LoopbackServer):
 
     async def _create(self, ip: str, body: Any) -> FakeResponse:
         job = self._admit(ip, body)
-        task = asyncio.create_task(self._run(job, body))
+        task = asyncio.create_task(self._run_job(job, body))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return FakeResponse.json({"id": job.id})
@@ -269,7 +285,7 @@ class FakeInfernetNode(LoopbackServer):
         self.jobs[(ip, job.id)] = job
         return job
 
-    async def _run(self, job: _Job, body: dict[str, Any]) -> None:
+    async def _run_job(self, job: _Job, body: dict[str, Any]) -> None:
         data: Any = body.get("data", {})
         try:
             await asyncio.sleep(self.job_delay_s)
