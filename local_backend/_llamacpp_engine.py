@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,9 @@ class LlamaCppEngine:
 
     @classmethod
     def load(cls, path: str | Path, *, model_id: str | None = None) -> LlamaCppEngine:
-        from llama_cpp import Llama
-
-        llama = Llama(model_path=str(path), n_ctx=_MAX_CONTEXT, verbose=False)
+        llama = import_module("llama_cpp").Llama(
+            model_path=str(path), n_ctx=_MAX_CONTEXT, verbose=False
+        )
         return cls(model_id or Path(path).stem, llama)
 
     def encode_chat(self, messages: Sequence[dict[str, Any]]) -> list[int]:
@@ -66,12 +67,11 @@ class LlamaCppEngine:
 
 
 def _chat_formatter(llama: Any) -> Any:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
+    formatter: Any = import_module("llama_cpp.llama_chat_format").Jinja2ChatFormatter
     template = llama.metadata.get("tokenizer.chat_template")
     if not template:
         return None
     vocab = llama._model  # token texts for the template's bos/eos variables
     bos = vocab.token_get_text(llama.token_bos()) if llama.token_bos() >= 0 else ""
     eos = vocab.token_get_text(llama.token_eos()) if llama.token_eos() >= 0 else ""
-    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+    return formatter(template=template, eos_token=eos, bos_token=bos)

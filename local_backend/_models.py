@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 from intentmesh.local_backend._errors import LocalModelNotFound
 
@@ -76,8 +78,8 @@ def _hf_cache_folder(repo_id: str) -> Path | None:
     if repo_id.count("/") != 1:
         return None
     try:
-        from huggingface_hub import try_to_load_from_cache
+        hub: Any = import_module("huggingface_hub")
     except ImportError:
         return None
-    found = try_to_load_from_cache(repo_id, "config.json")
+    found = hub.try_to_load_from_cache(repo_id, "config.json")
     return Path(found).parent if isinstance(found, str) else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import secrets
 from collections.abc import Iterator, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,10 @@ class TorchEngine:
     def load(cls, path: str | Path, *, model_id: str | None = None) -> TorchEngine:
         """Load a model folder, or a ``.gguf`` file through transformers' GGUF loader."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        transformers: Any = import_module("transformers")  # untyped for us; may be absent
+
+        transformers.utils.logging.disable_progress_bar()
         source = Path(path)
         kwargs: dict[str, Any] = {}
         if source.suffix == ".gguf":
@@ -48,9 +49,9 @@ class TorchEngine:
             source = source.parent
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.float16 if device == "cuda" else torch.float32
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-        model.to(device).eval()  # type: ignore[arg-type]
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+        model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+        model.to(device).eval()
         if device == "cpu" and sum(p.numel() for p in model.parameters()) < _SMALL_MODEL:
             torch.set_num_threads(1)  # thread hand-offs cost more than small matmuls gain
         return cls(model_id or Path(path).stem, model, tokenizer, device)

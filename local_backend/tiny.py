@@ -10,6 +10,7 @@ files, bit for bit. Tests use it; so can users who want to try the local server 
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,15 @@ def create_tiny_model(
     engine. Nothing is downloaded. Returns the folder.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+
+    transformers: Any = import_module("transformers")  # untyped for us; may be absent
+
+    transformers.utils.logging.disable_progress_bar()
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(vocab_size)
-    config = LlamaConfig(
+    config = transformers.LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -77,7 +81,7 @@ def create_tiny_model(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = transformers.LlamaForCausalLM(config)
         # Wider than the default init so that sampling and greedy decoding visibly differ.
         for param in model.parameters():
             if param.dim() > 1:
@@ -88,20 +92,20 @@ def create_tiny_model(
 
 
 def _train_tokenizer(vocab_size: int) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    tk: Any = import_module("tokenizers")
+    pre_tokenizers = tk.pre_tokenizers
 
-    bpe = Tokenizer(models.BPE())
+    bpe = tk.Tokenizer(tk.models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    bpe.decoder = tk.decoders.ByteLevel()
+    trainer = tk.trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=_SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    tokenizer = import_module("transformers").PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
