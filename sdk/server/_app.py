@@ -109,8 +109,8 @@ class _Handlers:
             return self._error(err, endpoint, t0)
         except Exception:
             _log.exception("unexpected error serving %s", endpoint)
-            err = ApiError(500, "internal gateway error", "server_error", "internal_error")
-            return self._error(err, endpoint, t0)
+            internal = ApiError(500, "internal gateway error", "server_error", "internal_error")
+            return self._error(internal, endpoint, t0)
         finally:
             if not streaming:
                 self.metrics.in_flight -= 1

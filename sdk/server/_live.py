@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -27,7 +28,7 @@ class ThreadedServer:
         config = uvicorn.Config(
             app,
             log_level="warning",
-            timeout_graceful_shutdown=drain_timeout_s,
+            timeout_graceful_shutdown=math.ceil(drain_timeout_s),
             backlog=4096,
         )
         self.server = uvicorn.Server(config)

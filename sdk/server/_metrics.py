@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
 __all__ = ["Metrics"]
@@ -17,11 +17,11 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, int]] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
-        self.cost: Counter[tuple[str, str]] = Counter()
+        self.cost: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.tokens: Counter[tuple[str, str]] = Counter()
         self.in_flight = 0
         self._buckets: Counter[tuple[str, int]] = Counter()
-        self._latency_sum: Counter[str] = Counter()
+        self._latency_sum: defaultdict[str, float] = defaultdict(float)
         self._latency_count: Counter[str] = Counter()
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
@@ -34,7 +34,7 @@ class Metrics:
         self.errors[(endpoint, error_type)] += 1
 
     def spend(self, backend: str, network: str, cost_usd: float, prompt: int, out: int) -> None:
-        self.cost[(backend, network)] += cost_usd  # type: ignore[assignment]
+        self.cost[(backend, network)] += cost_usd
         self.tokens[(backend, "prompt")] += prompt
         self.tokens[(backend, "completion")] += out
 

@@ -81,7 +81,8 @@ def _top_level(kind: Kind, body: Mapping[str, Any], cfg: ServerConfig) -> dict[s
     else:
         out["prompt"] = _prompt(body.get("prompt"))
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    out["max_tokens"] = limit if limit is not None else cfg.default_max_tokens
+    default = min(cfg.default_max_tokens, cfg.max_tokens_limit)
+    out["max_tokens"] = limit if limit is not None else default
     stop = body.get("stop")
     if stop is not None:
         out["stop"] = [stop] if isinstance(stop, str) else stop

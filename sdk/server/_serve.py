@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -28,8 +29,6 @@ def serve_main(
     ``host``, ``port`` and ``workers`` override the ``[server]`` section of ``config``
     (discovered as ``Gateway()`` does when None).
     """
-    import uvicorn
-
     _, server = load_configs(config)
     server = server.model_copy(
         update={
@@ -39,19 +38,26 @@ def serve_main(
     ServerConfig.model_validate(server.model_dump())  # re-check workers against budgets
     if server.budget_db != ":memory:":
         SpendBook(server.budget_db).release_all_reservations()
-    options = {
-        "host": server.host,
-        "port": server.port,
-        "timeout_graceful_shutdown": server.drain_timeout_s,
-        "log_level": "info",
-    }
     if server.workers > 1:
         if config is not None:
             os.environ[_CONFIG_ENV] = str(Path(config).resolve())
-        target = "intentmesh.server._serve:app_from_env"
-        uvicorn.run(target, factory=True, workers=server.workers, **options)  # type: ignore[arg-type]
+        _run("intentmesh.server._serve:app_from_env", server, factory=True)
     else:
-        uvicorn.run(build_app(config), **options)  # type: ignore[arg-type]
+        _run(build_app(config), server)
+
+
+def _run(app: Starlette | str, server: ServerConfig, factory: bool = False) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=server.host,
+        port=server.port,
+        workers=server.workers if factory else None,
+        factory=factory,
+        timeout_graceful_shutdown=math.ceil(server.drain_timeout_s),
+        log_level="info",
+    )
 
 
 def build_app(config: str | os.PathLike[str] | None = None) -> Starlette:

@@ -57,7 +57,7 @@ class LiveStream:
             self._gen = self._iterate()
         return self._gen
 
-    async def _iterate(self) -> AsyncIterator[Chunk]:
+    async def _iterate(self) -> AsyncGenerator[Chunk, None]:
         assert self._chunks is not None and self._call is not None, "call open() first"
         if self._first is not None:
             yield self._first

@@ -1,0 +1,64 @@
+"""``serve_main`` (what ``intentmesh serve`` runs) in a real process: serve, then SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import MODEL
+
+from intentmesh.testing import DemoNetwork
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_serve_main_serves_the_config_file_and_stops_on_sigterm(
+    demo: DemoNetwork, tmp_path: Path
+) -> None:
+    config = tmp_path / "intentmesh.toml"
+    receipts = f'[receipts]\nledger = "{tmp_path / "l.db"}"\nkey = "{tmp_path / "k.pem"}"\n'
+    server = '[server]\nmax_tokens_limit = 64\n[[server.keys]]\nname = "t"\nkey_env = "GW_KEY"\n'
+    config.write_text(receipts + demo.config_toml() + server)
+    port = free_port()
+    code = "from intentmesh.server import serve_main; "
+    code += f"serve_main('127.0.0.1', {port}, {str(config)!r})"
+    env = {"GW_KEY": "sk-test", "PATH": "/usr/bin:/bin", "INTENTMESH_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        headers = {"authorization": "Bearer sk-test"}
+        payload = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        ok = httpx.post(url + "/v1/chat/completions", json=payload, headers=headers)
+        if ok.status_code != 200:
+            proc.send_signal(signal.SIGTERM)
+            pytest.fail(proc.communicate(timeout=20)[1].decode()[-3000:])
+        too_long = httpx.post(
+            url + "/v1/chat/completions", json={**payload, "max_tokens": 65}, headers=headers
+        )
+        assert too_long.status_code == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    # uvicorn re-raises the signal once shut down, so the exit status says SIGTERM
+    assert proc.returncode in (0, -signal.SIGTERM), err.decode()
+    assert "Application shutdown complete" in err.decode()
