@@ -17,12 +17,15 @@ from pathlib import Path
 
 from intentmesh.errors import ReceiptError
 
-__all__ = ["Row", "RowStore"]
+__all__ = ["CheckpointRow", "Row", "RowStore"]
 
 Row = tuple[int, str, str, str, str, str]
 """``(seq, id, hash, prev_hash, body, signature)``; ``body`` is canonical JSON text."""
 
-SCHEMA_VERSION = 1
+CheckpointRow = tuple[int, int, int, str, str, str]
+"""``(batch, first_seq, last_seq, hash, body, signature)``: a signed Merkle root of a batch."""
+
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -38,6 +41,18 @@ CREATE TRIGGER IF NOT EXISTS receipts_no_update BEFORE UPDATE ON receipts
 BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS receipts_no_delete BEFORE DELETE ON receipts
 BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    batch INTEGER PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL UNIQUE,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'the receipt ledger is append-only'); END;
 """
 
 _COLUMNS = "seq, id, hash, prev_hash, body, signature"
@@ -46,6 +61,13 @@ _HEAD = "SELECT seq, hash FROM receipts ORDER BY seq DESC LIMIT 1"
 _GET = f"SELECT {_COLUMNS} FROM receipts WHERE id = ?"
 _PAGE = f"SELECT {_COLUMNS} FROM receipts WHERE seq > ? ORDER BY seq LIMIT ?"
 _INSERT = f"INSERT INTO receipts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_CP_COLUMNS = "batch, first_seq, last_seq, hash, body, signature"
+_CP_LAST = f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY batch DESC LIMIT 1"
+_CP_FOR = f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE first_seq <= ? AND last_seq >= ?"
+_CP_ALL = f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY batch"
+_CP_INSERT = f"INSERT INTO checkpoints ({_CP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_PENDING = f"SELECT {_COLUMNS} FROM receipts WHERE seq > ? AND seq <= ? ORDER BY seq"
+_HASHES = "SELECT hash FROM receipts WHERE seq >= ? AND seq <= ? ORDER BY seq"
 
 
 class RowStore:
@@ -115,8 +137,52 @@ class RowStore:
                 raise
         return row
 
-    def insert_into_empty(self, rows: Iterable[Row]) -> int:
-        """Insert ``rows`` in one transaction; the table must be empty. Returns the count."""
+    def seal(
+        self,
+        build: Callable[[CheckpointRow | None, list[Row]], list[CheckpointRow]],
+        upto: int | None = None,
+    ) -> list[CheckpointRow]:
+        """Insert ``build(last_checkpoint, unsealed_rows)`` in the transaction that read them."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                last: CheckpointRow | None = conn.execute(_CP_LAST).fetchone()
+                after = last[2] if last else 0
+                limit = upto if upto is not None else 2**62
+                pending: list[Row] = conn.execute(_PENDING, (after, limit)).fetchall()
+                made = build(last, pending) if pending else []
+                conn.executemany(_CP_INSERT, made)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return made
+
+    def checkpoint_for(self, seq: int) -> CheckpointRow | None:
+        with self._lock:
+            row: CheckpointRow | None = self._connection().execute(_CP_FOR, (seq, seq)).fetchone()
+        return row
+
+    def checkpoints(self) -> list[CheckpointRow]:
+        with self._lock:
+            rows: list[CheckpointRow] = self._connection().execute(_CP_ALL).fetchall()
+        return rows
+
+    def last_checkpoint(self) -> CheckpointRow | None:
+        with self._lock:
+            row: CheckpointRow | None = self._connection().execute(_CP_LAST).fetchone()
+        return row
+
+    def hashes(self, first_seq: int, last_seq: int) -> list[str]:
+        with self._lock:
+            found = self._connection().execute(_HASHES, (first_seq, last_seq)).fetchall()
+        return [h for (h,) in found]
+
+    def insert_into_empty(
+        self, rows: Iterable[Row], checkpoints: Callable[[], Iterable[CheckpointRow]] = list
+    ) -> int:
+        """Insert ``rows``, then ``checkpoints()``, in one transaction into an empty ledger."""
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -127,6 +193,7 @@ class RowStore:
                 for row in rows:
                     conn.execute(_INSERT, row)
                     count += 1
+                conn.executemany(_CP_INSERT, checkpoints())
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

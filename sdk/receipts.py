@@ -31,20 +31,32 @@ from typing import IO, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from intentmesh._keys import (
+    KeyHistory,
+    KeyRecord,
     SigningKey,
     default_key_path,
     default_ledger_path,
     intentmesh_home,
     key_id_of,
     load_public_key,
+    load_signing_key,
     public_key_id,
+    rotate_key,
 )
-from intentmesh._ledger import Row, RowStore
+from intentmesh._ledger import CheckpointRow, Row, RowStore
+from intentmesh._merkle import inclusion_path, merkle_root, root_from_path
 from intentmesh.errors import ReceiptError
 
 __all__ = [
+    "CHECKPOINT_TYPE",
+    "DEFAULT_BATCH_SIZE",
     "GENESIS_HASH",
+    "Checkpoint",
+    "InclusionProof",
+    "KeyHistory",
+    "KeyRecord",
     "RECEIPT_VERSION",
     "Ledger",
     "LedgerReport",
@@ -56,13 +68,22 @@ __all__ = [
     "default_ledger_path",
     "digest",
     "intentmesh_home",
+    "inclusion_problem",
     "load_public_key",
+    "load_signing_key",
+    "rotate_key",
+    "verify_inclusion",
     "verify_receipt",
 ]
 
 RECEIPT_VERSION = 1
 GENESIS_HASH = "sha256:" + "0" * 64
 """The ``prev_hash`` of the first receipt in a ledger."""
+
+CHECKPOINT_TYPE = "intentmesh.checkpoint"
+"""The ``type`` of a checkpoint body: a signed Merkle root over one batch of receipts."""
+DEFAULT_BATCH_SIZE = 1024
+"""Receipts per Merkle batch at most; a batch never spans two UTC days."""
 
 CHAIN_FIELDS = frozenset({"version", "id", "seq", "timestamp", "prev_hash", "key_id", "public_key"})
 """Body fields the ledger sets; ``fields`` passed to :meth:`Ledger.append` may not hold them."""
@@ -439,7 +460,7 @@ class _ChainCheck:
             return "the body is not valid JSON"
         if not isinstance(body, dict):
             return "the body is not a JSON object"
-        problem = self._fields_problem(body, row) or self._signature_problem(
+        problem = self._fields_problem(body, row) or self.signature_problem(
             Receipt(body, signature, hash_)
         )
         if problem is None:
@@ -456,7 +477,7 @@ class _ChainCheck:
                 return f"the body's {name} {body.get(name)!r} differs from the stored {stored!r}"
         return None
 
-    def _signature_problem(self, r: Receipt) -> str | None:
+    def signature_problem(self, r: Receipt) -> str | None:
         key_id, embedded = r.body.get("key_id"), r.body.get("public_key")
         if not isinstance(embedded, str):
             return "the body has no public_key"
@@ -477,6 +498,270 @@ class _ChainCheck:
                 return f"signed by key {key_id}, which is not in public_keys"
             key = trusted
         return _signed_problem(r, key)
+
+
+# --------------------------------------------------------------------------------------------
+# Merkle checkpoints and inclusion proofs
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed Merkle root over the receipts ``first_seq..last_seq`` (one batch).
+
+    The body holds ``type``, ``version``, ``batch``, ``first_seq``, ``last_seq``, ``size``,
+    ``day``, ``root``, ``head_hash``, ``prev_checkpoint``, ``timestamp``, ``key_id`` and
+    ``public_key``; it is signed and hashed exactly like a receipt body.
+    """
+
+    body: dict[str, Any]
+    signature: str
+    hash: str
+
+    @property
+    def batch(self) -> int:
+        return int(self.body["batch"])
+
+    @property
+    def first_seq(self) -> int:
+        return int(self.body["first_seq"])
+
+    @property
+    def last_seq(self) -> int:
+        return int(self.body["last_seq"])
+
+    @property
+    def size(self) -> int:
+        return int(self.body["size"])
+
+    @property
+    def root(self) -> str:
+        return str(self.body["root"])
+
+    def as_receipt(self) -> Receipt:
+        """The same signed object as a :class:`Receipt`, for signature checks."""
+        return Receipt(self.body, self.signature, self.hash)
+
+    def row(self) -> CheckpointRow:
+        text = canonical_json(self.body).decode("utf-8")
+        return (self.batch, self.first_seq, self.last_seq, self.hash, text, self.signature)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"body": self.body, "signature": self.signature, "hash": self.hash}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        r = Receipt.from_dict(data)
+        if r.body.get("type") != CHECKPOINT_TYPE:
+            raise ReceiptError(f"a checkpoint body has type {CHECKPOINT_TYPE!r}")
+        return cls(r.body, r.signature, r.hash)
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Receipt + its batch's signed checkpoint + the Merkle path between them.
+
+    Checked by :func:`verify_inclusion` with no ledger at hand; ``to_json``/``from_json``
+    carry it around. The path has at most ``ceil(log2(batch size))`` hashes.
+    """
+
+    receipt: Receipt
+    checkpoint: Checkpoint
+    leaf_index: int
+    path: tuple[bytes, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "intentmesh.inclusion_proof",
+            "version": 1,
+            "receipt": self.receipt.to_dict(),
+            "checkpoint": self.checkpoint.to_dict(),
+            "leaf_index": self.leaf_index,
+            "path": [p.hex() for p in self.path],
+        }
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict()).decode("utf-8")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InclusionProof:
+        try:
+            path = tuple(bytes.fromhex(p) for p in data["path"])
+            index = data["leaf_index"]
+            if not isinstance(index, int) or any(len(p) != 32 for p in path):
+                raise ValueError("leaf_index must be an int and path entries 32-byte hex")
+            return cls(
+                Receipt.from_dict(data["receipt"]),
+                Checkpoint.from_dict(data["checkpoint"]),
+                index,
+                path,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReceiptError(f"not an inclusion proof: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> InclusionProof:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ReceiptError(f"an inclusion proof must be JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ReceiptError("an inclusion proof must be a JSON object")
+        return cls.from_dict(data)
+
+
+def inclusion_problem(
+    proof: InclusionProof | Mapping[str, Any] | str | bytes, public_keys: object = None
+) -> str | None:
+    """Why ``proof`` does not hold, or None when it does. See :func:`verify_inclusion`."""
+    try:
+        if not isinstance(proof, InclusionProof):
+            proof = (
+                InclusionProof.from_json(proof)
+                if isinstance(proof, str | bytes)
+                else InclusionProof.from_dict(proof)
+            )
+        keys = public_keys if public_keys is None or isinstance(public_keys, Mapping) else None
+        if keys is None and public_keys is not None:
+            key = load_public_key(public_keys)
+            keys = {public_key_id(key): key}
+        check = _ChainCheck(keys)
+        r, cp = proof.receipt, proof.checkpoint
+        problem = check.signature_problem(r) or check.signature_problem(cp.as_receipt())
+        if problem is not None:
+            return problem
+        if r.seq != cp.first_seq + proof.leaf_index or not cp.first_seq <= r.seq <= cp.last_seq:
+            return f"receipt seq {r.seq} is not leaf {proof.leaf_index} of batch {cp.batch}"
+        root = root_from_path(_leaf(r.hash), proof.leaf_index, cp.size, proof.path)
+        if root is None or "sha256:" + root.hex() != cp.root:
+            return "the Merkle path does not lead to the checkpoint's root"
+        return None
+    except ReceiptError as exc:
+        return str(exc)
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"malformed proof: {exc}"
+
+
+def verify_inclusion(
+    proof: InclusionProof | Mapping[str, Any] | str | bytes, public_keys: object = None
+) -> bool:
+    """True iff the receipt in ``proof`` is signed, and its path leads to a signed root.
+
+    Needs no ledger. ``public_keys`` is one key (bytes, hex, PEM, key object), a mapping
+    ``key_id`` → key (key history), or None to trust the keys embedded in the proof (which
+    proves consistency, not who signed: pass the published key for that).
+    """
+    return inclusion_problem(proof, public_keys) is None
+
+
+def _leaf(hash_: str) -> bytes:
+    if not hash_.startswith("sha256:") or len(hash_) != 71:
+        raise ReceiptError(f"not a sha256 hash: {hash_[:80]!r}")
+    try:
+        return bytes.fromhex(hash_[7:])
+    except ValueError:
+        raise ReceiptError(f"not a sha256 hash: {hash_[:80]!r}") from None
+
+
+def _root_of(hashes: list[str]) -> str:
+    return "sha256:" + merkle_root([_leaf(h) for h in hashes]).hex()
+
+
+def _batches(pending: list[Row], size: int) -> list[list[Row]]:
+    """Split unsealed rows into batches of at most ``size`` receipts of one UTC day each."""
+    out: list[list[Row]] = []
+    day = ""
+    for row in pending:
+        today = str(json.loads(row[4]).get("timestamp", ""))[:10]
+        if not out or len(out[-1]) >= size or today != day:
+            out.append([])
+            day = today
+        out[-1].append(row)
+    return out
+
+
+def _checkpoint_rows(
+    last: CheckpointRow | None, batches: list[list[Row]], key: SigningKey
+) -> list[CheckpointRow]:
+    batch, prev = (last[0], last[3]) if last else (0, GENESIS_HASH)
+    now = _timestamp(time.time_ns())
+    made: list[CheckpointRow] = []
+    for rows in batches:
+        batch += 1
+        body = {
+            "type": CHECKPOINT_TYPE,
+            "version": RECEIPT_VERSION,
+            "batch": batch,
+            "first_seq": rows[0][0],
+            "last_seq": rows[-1][0],
+            "size": len(rows),
+            "day": str(json.loads(rows[0][4]).get("timestamp", ""))[:10],
+            "root": _root_of([r[2] for r in rows]),
+            "head_hash": rows[-1][2],
+            "prev_checkpoint": prev,
+            "timestamp": now,
+            "key_id": key.key_id,
+            "public_key": key.public_key_hex(),
+        }
+        text = canonical_json(body)
+        signature = _b64(key.sign(text))
+        prev = _hash_of(text, signature)
+        made.append((batch, rows[0][0], rows[-1][0], prev, text.decode("utf-8"), signature))
+    return made
+
+
+def _checkpoint(row: CheckpointRow) -> Checkpoint:
+    return Checkpoint(json.loads(row[4]), row[5], row[3])
+
+
+class _RootCheck:
+    """Checks checkpoints against the receipt hashes seen since the previous checkpoint."""
+
+    def __init__(self, chain: _ChainCheck) -> None:
+        self.chain = chain
+        self.hashes: list[str] = []
+        self.batch = 0
+        self.next_first = 1
+        self.prev = GENESIS_HASH
+
+    def add_receipt(self, row: Row) -> None:
+        self.hashes.append(row[2])
+
+    def add_checkpoint(self, row: CheckpointRow) -> str | None:
+        batch, first, last, hash_, text, signature = row
+        where = f"checkpoint batch {batch} (seq {first}-{last})"
+        try:
+            cp = Checkpoint(json.loads(text), signature, hash_)
+            problem = self._problem(cp, row)
+        except (ValueError, TypeError, KeyError, ReceiptError) as exc:
+            problem = f"malformed: {exc}"
+        if problem is not None:
+            return f"{where}: {problem}"
+        self.batch, self.next_first, self.prev = batch, last + 1, hash_
+        self.hashes = []
+        return None
+
+    def _problem(self, cp: Checkpoint, row: CheckpointRow) -> str | None:
+        b = cp.body
+        if b.get("type") != CHECKPOINT_TYPE or b.get("version") != RECEIPT_VERSION:
+            return "not a version 1 checkpoint"
+        if (cp.batch, cp.first_seq, cp.last_seq) != row[:3]:
+            return "the body's batch/seq range differs from the stored one"
+        if cp.batch != self.batch + 1 or cp.first_seq != self.next_first:
+            return f"expected batch {self.batch + 1} from seq {self.next_first} (roots removed?)"
+        if b.get("prev_checkpoint") != self.prev:
+            return "prev_checkpoint is not the previous checkpoint's hash"
+        if cp.size != len(self.hashes) or cp.last_seq - cp.first_seq + 1 != cp.size:
+            return f"covers {cp.size} receipts where {len(self.hashes)} are in the ledger"
+        if b.get("head_hash") != self.hashes[-1] or cp.root != _root_of(self.hashes):
+            return "the Merkle root does not match the receipts (receipts were rewritten)"
+        return self.chain.signature_problem(cp.as_receipt())
+
+    @staticmethod
+    def missing(row: CheckpointRow, count: int) -> str:
+        return (
+            f"checkpoint batch {row[0]} covers seq {row[1]}-{row[2]} but the ledger ends at seq "
+            f"{count} (receipts were removed from the end)"
+        )
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -513,9 +798,19 @@ class Ledger:
     ``path`` defaults to :func:`default_ledger_path`; ``":memory:"`` keeps it in memory.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise ReceiptError("batch_size must be at least 1")
         self.path = os.fspath(path) if path is not None else os.fspath(default_ledger_path())
+        self.batch_size = batch_size
         self._store = RowStore(self.path)
+        last = self._store.last_checkpoint()
+        self._sealed_hint = last[2] if last else 0
 
     def append(self, fields: Mapping[str, Any], key: SigningKey) -> Receipt:
         """Sign ``fields`` plus the chain fields as the next receipt, and store it."""
@@ -552,7 +847,55 @@ class Ledger:
             row = self._store.append(build)
         except UnicodeEncodeError as exc:
             raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
+        if row[0] - self._sealed_hint >= self.batch_size:
+            self.seal(key)
         return _receipt(row)
+
+    # -- Merkle checkpoints -----------------------------------------------------------
+
+    def seal(self, key: SigningKey, upto_seq: int | None = None) -> list[Checkpoint]:
+        """Close every unsealed receipt (up to ``upto_seq``) into signed Merkle checkpoints.
+
+        A batch holds at most ``batch_size`` receipts of one UTC day. Safe to call from many
+        processes: each batch is sealed once. Returns the new checkpoints (maybe none).
+        """
+        if not isinstance(key, SigningKey):
+            raise ReceiptError("Ledger.seal needs a SigningKey")
+        size = self.batch_size
+
+        def build(last: CheckpointRow | None, pending: list[Row]) -> list[CheckpointRow]:
+            return _checkpoint_rows(last, _batches(pending, size), key)
+
+        made = self._store.seal(build, upto_seq)
+        if made:
+            self._sealed_hint = max(self._sealed_hint, made[-1][2])
+        return [_checkpoint(row) for row in made]
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, oldest first."""
+        return [_checkpoint(row) for row in self._store.checkpoints()]
+
+    def prove(self, receipt_id: str, key: SigningKey | None = None) -> InclusionProof:
+        """A short proof that receipt ``receipt_id`` is in its batch's signed Merkle root.
+
+        An unsealed receipt is sealed first with ``key``; without a key it raises.
+        """
+        row = self._store.get(receipt_id)
+        if row is None:
+            raise ReceiptError(f"no receipt {receipt_id!r} in {self.path}", receipt_id=receipt_id)
+        cp = self._store.checkpoint_for(row[0])
+        if cp is None:
+            if key is None:
+                raise ReceiptError(
+                    f"receipt {receipt_id} is not sealed yet; seal the ledger with a key first",
+                    receipt_id=receipt_id,
+                )
+            self.seal(key, row[0])
+            cp = self._store.checkpoint_for(row[0])
+            assert cp is not None
+        leaves = [_leaf(h) for h in self._store.hashes(cp[1], cp[2])]
+        path = inclusion_path(leaves, row[0] - cp[1])
+        return InclusionProof(_receipt(row), _checkpoint(cp), row[0] - cp[1], tuple(path))
 
     def get(self, receipt_id: str) -> Receipt | None:
         row = self._store.get(receipt_id)
@@ -576,12 +919,23 @@ class Ledger:
         receipt's embedded ``public_key`` is used, checked against its ``key_id``.
         """
         check = _ChainCheck(public_keys)
+        roots = _RootCheck(check)
+        pending = list(self._store.checkpoints())
         count = 0
+        last: Row | None = None
         for row in self._store.rows():
             problem = check.check(row)
+            roots.add_receipt(row)
+            while problem is None and pending and pending[0][2] <= row[0]:
+                problem = roots.add_checkpoint(pending.pop(0))
             if problem is not None:
                 return LedgerReport(False, count, row[1], row[0], problem)
             count += 1
+            last = row
+        if pending:
+            return LedgerReport(
+                False, count, last[1] if last else None, count, roots.missing(pending[0], count)
+            )
         return LedgerReport(True, count)
 
     def export_jsonl(self, dest: PathOrFile) -> int:
@@ -590,9 +944,16 @@ class Ledger:
             with open(dest, "w", encoding="utf-8") as fh:
                 return self.export_jsonl(fh)
         count = 0
-        for _, _, hash_, _, text, signature in self._store.rows():
+        pending = self._store.checkpoints()
+        for seq, _, hash_, _, text, signature in self._store.rows():
             dest.write(f'{{"body":{text},"hash":"{hash_}","signature":"{signature}"}}\n')
             count += 1
+            while pending and pending[0][2] <= seq:
+                _, _, _, cp_hash, cp_text, cp_sig = pending.pop(0)
+                dest.write(
+                    f'{{"checkpoint":{{"body":{cp_text},"hash":"{cp_hash}",'
+                    f'"signature":"{cp_sig}"}}}}\n'
+                )
         return count
 
     def import_jsonl(self, src: PathOrFile, public_keys: Mapping[str, object] | None = None) -> int:
@@ -604,7 +965,14 @@ class Ledger:
         if isinstance(src, str | os.PathLike):
             with open(src, encoding="utf-8") as fh:
                 return self.import_jsonl(fh, public_keys)
-        return self._store.insert_into_empty(_checked_rows(src, _ChainCheck(public_keys)))
+        check = _ChainCheck(public_keys)
+        checkpoints: list[CheckpointRow] = []
+        count = self._store.insert_into_empty(
+            _checked_rows(src, check, checkpoints), lambda: checkpoints
+        )
+        last = self._store.last_checkpoint()
+        self._sealed_hint = last[2] if last else 0
+        return count
 
     def close(self) -> None:
         self._store.close()
@@ -628,23 +996,43 @@ def _receipt(row: Row) -> Receipt:
     return Receipt(json.loads(row[4]), row[5], row[2])
 
 
-def _checked_rows(lines: Iterable[str], check: _ChainCheck) -> Iterator[Row]:
+def _checked_rows(
+    lines: Iterable[str], check: _ChainCheck, checkpoints: list[CheckpointRow]
+) -> Iterator[Row]:
+    """Verified receipt rows of an export; verified checkpoint rows go to ``checkpoints``."""
+    roots = _RootCheck(check)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            r = Receipt.from_json(line)
-            row: Row = (
-                r.body.get("seq"),  # type: ignore[assignment]
-                r.body.get("id"),
-                r.hash,
-                r.body.get("prev_hash"),
-                canonical_json(r.body).decode("utf-8"),
-                r.signature,
-            )
-        except ReceiptError as exc:
+            data = json.loads(line)
+            if isinstance(data, dict) and "checkpoint" in data:
+                cp = Checkpoint.from_dict(data["checkpoint"])
+                row: Row | CheckpointRow = cp.row()
+            else:
+                r = Receipt.from_json(line)
+                row = (
+                    r.body.get("seq"),  # type: ignore[assignment]
+                    r.body.get("id"),
+                    r.hash,
+                    r.body.get("prev_hash"),
+                    canonical_json(r.body).decode("utf-8"),
+                    r.signature,
+                )
+        except (ReceiptError, ValueError, TypeError, KeyError) as exc:
             raise ReceiptError(f"line {number}: {exc}") from exc
-        problem = check.check(row)
+        if isinstance(row[1], int):  # a checkpoint
+            cp_row: CheckpointRow = row  # type: ignore[assignment]
+            problem = roots.add_checkpoint(cp_row)
+            if problem is not None:
+                raise ReceiptError(f"line {number}: {problem}")
+            checkpoints.append(cp_row)
+            continue
+        receipt_row: Row = row  # type: ignore[assignment]
+        problem = check.check(receipt_row)
+        roots.add_receipt(receipt_row)
         if problem is not None:
-            raise ReceiptError(f"line {number}: receipt {row[1]}: {problem}", receipt_id=row[1])
-        yield row
+            raise ReceiptError(
+                f"line {number}: receipt {row[1]}: {problem}", receipt_id=str(row[1])
+            )
+        yield receipt_row

@@ -9,6 +9,7 @@ import struct
 from enum import IntEnum
 
 import pytest
+
 from intentmesh.errors import ReceiptError
 from intentmesh.receipts import canonical_json, digest
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from intentmesh.receipts import Ledger, SigningKey
 
 PER_WRITER = 50

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from intentmesh.receipts import Ledger, SigningKey
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "receipts.md"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from intentmesh.errors import ReceiptError
 from intentmesh.receipts import (
     GENESIS_HASH,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from intentmesh.errors import ReceiptError
 from intentmesh.receipts import (
     Ledger,
