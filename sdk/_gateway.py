@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from intentmesh._cache import ResponseCache
 from intentmesh._catalog import Catalog, CatalogModel, default_catalog
+from intentmesh._discovery import PriceBook
 from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
+from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters._registry import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
 from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
@@ -45,6 +47,8 @@ class Gateway:
         health: HealthBook | None = None,
     ) -> None:
         self.config = _coerce_config(config)
+        if config is None:  # zero-config: networks whose API key is in the environment
+            self.config = with_zero_config(self.config)
         self.catalog = catalog or _catalog_with(self.config)
         routing = self.config.routing
         self.health = health or HealthBook(
@@ -62,6 +66,8 @@ class Gateway:
             )
         self._networks = {e.name: e.label for e in self.config.backends if e.enabled}
         self._offers = self._offers_from_config()
+        self._configured_offers = self._offers
+        self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
         self._executor = Executor(self.backends, self.health, self._retry_policies())
         self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
         self._ledger_arg = ledger
@@ -95,6 +101,8 @@ class Gateway:
     def plan(self, intent: Intent | None = None, **fields: Any) -> Plan:
         """Dry run: ordered candidates with quotes, and every rejection with its reason."""
         intent = _coerce_intent(intent, fields)
+        if self.prices.active and not self.prices.warmed:
+            self.refresh_prices()
         return solve(self.route_request(intent), self._offers, self.health, self._networks)
 
     @property
@@ -108,6 +116,7 @@ class Gateway:
         """Serve ``intent`` on the best feasible backend, failing over as needed."""
         intent = _coerce_intent(intent, fields)
         started = time.perf_counter()
+        await self._update_prices()
         key = self._cache.key_for(intent, self.catalog) if intent.cache else None
         if key is not None:
             hit = self._cache.get(key)
@@ -165,9 +174,26 @@ class Gateway:
         """Check every signature and the hash chain; the report names the first bad receipt."""
         return self.ledger.verify()
 
+    # -- live prices ------------------------------------------------------------------
+
+    async def arefresh_prices(self) -> None:
+        """Fetch live prices and model lists now (normally lazy and off the hot path)."""
+        await self.prices.arefresh()
+        self._offers = self.prices.offers(self._configured_offers)
+
+    def refresh_prices(self) -> None:
+        """Blocking :meth:`arefresh_prices`."""
+        self._portal.run(self.arefresh_prices())
+
+    async def _update_prices(self) -> None:
+        if self.prices.active:
+            await self.prices.ensure()
+            self._offers = self.prices.offers(self._configured_offers)
+
     # -- lifecycle --------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        await self.prices.aclose()
         for backend in self.backends.values():
             await backend.aclose()
 
@@ -387,6 +413,7 @@ class ResultStream:
     async def _run(self) -> AsyncIterator[Chunk]:
         gw, intent = self._gateway, self._intent
         started = time.perf_counter()
+        await gw._update_prices()
         call = gw._call(intent)
         run = gw._executor.stream(call)
         async for chunk in run:
