@@ -9,7 +9,9 @@ marked ``stale``. :meth:`PriceBook.offers` turns all this into the solver's offe
 
 * a configured model the network lists with prices → live prices (``live``/``estimated``);
 * a backend with no ``[[backends.models]]`` (zero-config) → one offer per listed, priced model,
-  under its catalog name when the id or one of the listing's aliases is in the catalog.
+  under its catalog name when the id or one of the listing's aliases is in the catalog;
+* a listing that says which models run in a TEE (Chutes) withdraws ``attested`` from the
+  others; ``attested`` itself comes only from config (``verifiability`` + ``attestation``).
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ class PriceBook:
         listing = snap.listings.get(offer.provider_model)
         if listing is None:
             return offer
-        levels = offer.verifiability | frozenset(listing.attributes.get("verifiability", ()))
+        levels = _narrowed(offer.verifiability, listing)
         if listing.input_price is None or listing.output_price is None:
             return replace(offer, verifiability=levels)
         return replace(
@@ -159,7 +161,7 @@ class PriceBook:
         snap, fresh = self._snapshot(name)
         if snap is None:
             return []
-        base = frozenset({"none", "receipt", *entry.verifiability})
+        base = _levels(entry)
         offers = []
         for listing in snap.listings.values():
             if listing.input_price is None or listing.output_price is None:
@@ -175,7 +177,7 @@ class PriceBook:
                     price_source=_source(listing) if fresh else "stale",
                     price_age_s=round(now - snap.fetched_at, 3),
                     latency_prior_ms=entry.latency_ms,
-                    verifiability=base | frozenset(listing.attributes.get("verifiability", ())),
+                    verifiability=_narrowed(base, listing),
                     operator=entry.operator or name,
                 )
             )
@@ -187,6 +189,23 @@ class PriceBook:
             if known:
                 return known
         return listing.id
+
+
+def _levels(entry: BackendConfig) -> frozenset[str]:
+    """What the entry claims; ``attested`` only with an ``attestation`` table to check it."""
+    levels = {"none", "receipt", *entry.verifiability}
+    if getattr(entry, "attestation", None) is None and "attestation" not in entry.options:
+        levels.discard("attested")
+    return frozenset(levels)
+
+
+def _narrowed(levels: frozenset[str], listing: ModelListing) -> frozenset[str]:
+    """A network that says per model which run in a TEE (Chutes' ``confidential_compute``)
+    takes ``attested`` away from the others; a listing never adds a level on its own."""
+    said = listing.attributes.get("verifiability")
+    if said is None or "attested" in said:
+        return levels
+    return levels - {"attested"}
 
 
 def _source(listing: ModelListing) -> Any:

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from intentmesh import Gateway
-from intentmesh._discovery import PriceBook
+from intentmesh._discovery import PriceBook, Snapshot
 from intentmesh._zeroconf import with_zero_config, zero_config_backends
 from intentmesh.config import GatewayConfig
 from intentmesh.testing.networks import ChutesModel, FakeChutes, FakeIONet
@@ -109,14 +109,31 @@ async def test_backend_without_models_routes_every_priced_listing(chutes) -> Non
         await gw.arefresh_prices()
         offers = {o.model: o for o in gw.offers}
         assert set(offers) == {MODEL, "qwen3-32b"}  # "-TEE" ids map to the catalog name
-        assert "attested" in offers["qwen3-32b"].verifiability
-        assert "attested" not in offers[MODEL].verifiability
-        result = await gw.ainfer(
-            model="qwen3-32b",
-            verifiability="attested",
-            messages=[{"role": "user", "content": "hi"}],
-        )
+        assert offers["qwen3-32b"].provider_model == "Qwen/Qwen3-32B-TEE"
+        assert "attested" not in offers["qwen3-32b"].verifiability  # no attestation config
+        result = await gw.ainfer(model="qwen3-32b", messages=[{"role": "user", "content": "hi"}])
         assert result.provider_model == "Qwen/Qwen3-32B-TEE"
+
+
+def test_tee_listing_narrows_a_claimed_attested_level() -> None:
+    from intentmesh._catalog import default_catalog
+    from intentmesh.adapters.base import ModelListing
+    from intentmesh.config import BackendConfig
+    from intentmesh.router import Offer
+
+    entry = BackendConfig.model_validate(
+        {"name": "c", "verifiability": ["attested"], "attestation": {"kind": "chutes"}}
+    )
+    book = PriceBook({}, [entry], default_catalog())
+    book.sources["c"] = object()
+    book.entries["c"] = entry
+    tee = ModelListing("q-TEE", 1.0, 2.0, attributes={"verifiability": ("attested",)})
+    plain = ModelListing("q", 1.0, 2.0, attributes={"verifiability": ()})
+    book._fresh["c"] = book._last["c"] = Snapshot({"q-TEE": tee, "q": plain}, book.clock())
+    levels = frozenset({"none", "receipt", "attested"})
+    offers = [Offer("c", "n", "m", pid, 9.0, 9.0, verifiability=levels) for pid in ("q-TEE", "q")]
+    narrowed = {o.provider_model: o.verifiability for o in book.offers(offers)}
+    assert "attested" in narrowed["q-TEE"] and "attested" not in narrowed["q"]
 
 
 def test_zero_config_from_environment_keys() -> None:
