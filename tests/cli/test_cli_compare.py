@@ -1,0 +1,190 @@
+"""``intentmesh compare`` and the shipped reference price table."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from intentmesh._catalog import default_catalog
+from intentmesh.cli._reference import reference_table
+
+
+def test_reference_table_is_dated_and_sourced():
+    table = reference_table()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", table.as_of)
+    providers = {s["provider"] for s in table.sources}
+    assert all(s["url"].startswith("https://") for s in table.sources)
+    catalog = default_catalog()
+    for price in table.prices:
+        assert price.provider in providers, price
+        assert price.input >= 0 and price.output >= 0
+        assert (price.same_as is None) != (not price.equivalent_for), price
+        for name in (price.same_as, *price.equivalent_for):
+            assert name is None or catalog.canonical(name) == name, name
+
+
+def test_compare_with_options(cli, config):
+    data = cli.json(
+        "compare",
+        "--config",
+        config,
+        "--requests",
+        "1000000",
+        "--avg-in",
+        "500",
+        "--avg-out",
+        "200",
+    )
+    assert data["schema"] == "intentmesh.compare.v1"
+    assert data["model"] == "llama-3.1-8b-instruct"
+    assert data["workload"] == {
+        "requests": 1000000,
+        "avg_input_tokens": 500,
+        "avg_output_tokens": 200,
+        "source": "options",
+    }
+    assert data["reference"]["as_of"] == reference_table().as_of and data["reference"]["sources"]
+    assert data["reference"]["age_days"] == reference_table().age_days()
+    backends = [r for r in data["rows"] if r["kind"] == "backend"]
+    refs = [r for r in data["rows"] if r["kind"] == "reference"]
+    assert [r["name"] for r in backends] == ["chutes", "akash", "ionet"]
+    assert backends[0]["monthly_cost_usd"] == pytest.approx(1e6 * (500 * 0.02 + 200 * 0.05) / 1e6)
+    assert {r["relation"] for r in refs} == {"same", "equivalent"}
+    assert data["cheapest_backend"] == "chutes"
+    base = data["baseline"]
+    assert base["relation"] == "same"
+    assert backends[0]["savings_ratio"] == pytest.approx(
+        base["monthly_cost_usd"] / backends[0]["monthly_cost_usd"], rel=0.01
+    )
+    for r in refs:
+        assert r["savings_ratio"] == pytest.approx(
+            r["monthly_cost_usd"] / backends[0]["monthly_cost_usd"], rel=0.01
+        )
+        assert r["source"].startswith("https://")
+    assert data["png"] is None
+
+
+def test_compare_human_has_table_and_bars(cli, config):
+    out = cli.run(
+        "compare", "--config", config, "--requests", "1000", "--avg-in", "100", "--avg-out", "50"
+    ).stdout
+    assert "mesh" in out and "same" in out and "equivalent" in out
+    assert "█" in out and "◆ chutes" in out and "×" in out
+    assert f"as of {reference_table().as_of}" in out
+    if reference_table().age_days() > 180:
+        assert "re-check the sources" in out
+
+
+def test_compare_workload_jsonl(cli, config, tmp_path):
+    log = tmp_path / "traffic.jsonl"
+    lines = [
+        {"prompt": "x" * 400, "max_tokens": 100},
+        {"input_tokens": 300, "output_tokens": 80},
+        {"usage": {"prompt_tokens": 200, "completion_tokens": 40}},
+        {"body": {"usage": {"prompt_tokens": 100, "completion_tokens": 20}}},
+    ]
+    log.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    data = cli.json("compare", "--config", config, "--workload", log)
+    load = data["workload"]
+    assert load["requests"] == 4 and load["source"] == str(log)
+    assert load["avg_output_tokens"] == pytest.approx((50 + 80 + 40 + 20) / 4)
+    scaled = cli.json("compare", "--config", config, "--workload", log, "--requests", "40")
+    assert scaled["rows"][0]["monthly_cost_usd"] == pytest.approx(
+        10 * data["rows"][0]["monthly_cost_usd"]
+    )
+
+
+def test_compare_workload_summary_files(cli, config, tmp_path):
+    summary = tmp_path / "w.toml"
+    summary.write_text("requests = 5000\navg_in = 800\navg_out = 300\n")
+    assert cli.json("compare", "--config", config, "-w", summary)["workload"]["requests"] == 5000
+    as_json = tmp_path / "w.json"
+    as_json.write_text(
+        json.dumps({"requests_per_month": 10, "avg_input_tokens": 1, "avg_output_tokens": 2})
+    )
+    assert (
+        cli.json("compare", "--config", config, "-w", as_json)["workload"]["avg_output_tokens"] == 2
+    )
+
+
+def test_compare_bad_input(cli, config, tmp_path):
+    line = cli.error_line(cli.run("compare", "--config", config, "--requests", "10", code=2))
+    assert "--avg-in" in line and "--avg-out" in line
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\nnot json\n')
+    assert f"{bad}:2" in cli.error_line(cli.run("compare", "--config", config, "-w", bad, code=2))
+    missing = tmp_path / "w.toml"
+    missing.write_text("requests = 5\n")
+    assert "avg_in" in cli.error_line(cli.run("compare", "--config", config, "-w", missing, code=2))
+    assert "cannot read" in cli.error_line(
+        cli.run("compare", "--config", config, "-w", tmp_path / "nope.jsonl", code=2)
+    )
+
+
+def test_compare_unknown_model(cli, config):
+    line = cli.error_line(
+        cli.run(
+            "compare",
+            "--config",
+            config,
+            "-m",
+            "deepsek-r1",
+            "--requests",
+            "1",
+            "--avg-in",
+            "1",
+            "--avg-out",
+            "1",
+            code=3,
+        )
+    )
+    assert "deepseek-r1" in line
+
+
+def test_compare_png_is_a_real_image(cli, config, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    png = tmp_path / "cost.png"
+    data = cli.json(
+        "compare",
+        "--config",
+        config,
+        "--requests",
+        "1000000",
+        "--avg-in",
+        "500",
+        "--avg-out",
+        "200",
+        "--png",
+        png,
+    )
+    assert data["png"] == str(png)
+    raw = png.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(png)
+    height, width = image.shape[:2]
+    assert width >= 800 and height >= 300
+
+
+def test_compare_png_without_matplotlib(cli, config, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = cli.run(
+        "compare",
+        "--config",
+        config,
+        "--requests",
+        "1",
+        "--avg-in",
+        "1",
+        "--avg-out",
+        "1",
+        "--png",
+        tmp_path / "x.png",
+        code=1,
+    )
+    assert "intentmesh[charts]" in cli.error_line(result)
