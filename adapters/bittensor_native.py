@@ -133,7 +133,7 @@ class BittensorOptions(BaseModel):
 
     netuid: int = Field(1, ge=0)
     metagraph: str = Field("chain", description="'chain' or the path of a snapshot JSON file")
-    network: str = "finney"
+    subtensor_network: str = Field("finney", description="finney | test | ws://...")
     hotkey_seed_env: str = "BT_HOTKEY_SEED"
     uids: list[int] | None = None
     top_k: int = Field(8, ge=1, description="rotate over this many axons by incentive")
@@ -180,7 +180,7 @@ class BittensorNativeBackend:
                 f"backend {config.name!r}: set the hotkey seed in {options.hotkey_seed_env}"
             )
         source: MetagraphSource = (
-            ChainMetagraph(options.netuid, options.network)
+            ChainMetagraph(options.netuid, options.subtensor_network)
             if options.metagraph == "chain"
             else SnapshotMetagraph(options.metagraph)
         )
