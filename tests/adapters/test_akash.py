@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 from net_support import chat, collect
 
 from intentmesh.adapters.akash import AkashVLLMBackend, generate_sdl
@@ -23,6 +22,8 @@ from intentmesh.testing.networks import (
 )
 
 CHAT_MODEL = "Meta-Llama-3-1-8B-Instruct-FP8"
+
+yaml = pytest.importorskip("yaml")
 
 
 async def test_akashchat_under_api_prefix_free_with_catalog_aliases(make_backend) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import yaml
+import pytest
 from typer.testing import CliRunner
 
 from intentmesh.cli._akash import app
+
+yaml = pytest.importorskip("yaml")
 
 
 def test_sdl_command_prints_and_writes(tmp_path) -> None:
