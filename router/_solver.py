@@ -82,10 +82,11 @@ def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rej
     level = request.verifiability
     if level in _LEVEL_NEEDS_OFFER and level not in offer.verifiability:
         shown = ", ".join(sorted(offer.verifiability - {"none"})) or "none"
+        why = f"no proof system for {model!r}; " if level == "proof" else ""
         return Rejection(
             name,
             "verifiability_unsupported",
-            f"{name}: cannot show verifiability {level!r} (offers: {shown})",
+            f"{name}: {why}cannot show verifiability {level!r} (offers: {shown})",
             model,
         )
     if health.any_gone and health.is_gone(name, offer.provider_model):

@@ -14,6 +14,7 @@ from intentmesh._discovery import PriceBook
 from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
+from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters._registry import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
@@ -65,6 +66,7 @@ class Gateway:
                 f"backends= names {sorted(unknown)} that are not enabled in the config"
             )
         self._networks = {e.name: e.label for e in self.config.backends if e.enabled}
+        self.verification = LevelRunner(self.config, self.health)
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
         self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
@@ -103,7 +105,8 @@ class Gateway:
         intent = _coerce_intent(intent, fields)
         if self.prices.active and not self.prices.warmed:
             self.refresh_prices()
-        return solve(self.route_request(intent), self._offers, self.health, self._networks)
+        plan = solve(self.route_request(intent), self._offers, self.health, self._networks)
+        return self.verification.shape_plan(intent, plan)
 
     @property
     def offers(self) -> list[Offer]:
@@ -123,7 +126,7 @@ class Gateway:
             if hit is not None:
                 return self._from_cache(intent, hit, started)
         call = self._call(intent)
-        outcome = await self._executor.complete(call)
+        outcome = await self.verification.complete(self._executor, intent, call)
         result = self._finish(intent, call, outcome, started)
         if key is not None:
             self._cache.put(key, result)
@@ -194,6 +197,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.prices.aclose()
+        await self.verification.aclose()
         for backend in self.backends.values():
             await backend.aclose()
 
@@ -225,7 +229,7 @@ class Gateway:
         for entry in self.config.backends:
             if not entry.enabled:
                 continue
-            levels = frozenset({"none", "receipt", *entry.verifiability})
+            levels = self.verification.levels_of(entry)
             for model in entry.models:
                 offers.append(
                     Offer(
@@ -252,6 +256,7 @@ class Gateway:
     def _call(self, intent: Intent) -> Call:
         """Solve, and raise NoRouteError with every reason when nothing is feasible."""
         plan = solve(self.route_request(intent), self._offers, self.health, self._networks)
+        plan = self.verification.shape_plan(intent, plan)
         if not plan.candidates:
             raise NoRouteError(" or ".join(intent.models), plan.rejections, self._hint(plan))
         messages = intent.chat_messages()
@@ -370,6 +375,7 @@ class Gateway:
             "cached": result.cached,
             "flags": list(result.flags),
         }
+        fields.update(self.verification.receipt_fields(result))
         return self.ledger.append(fields, self.signing_key)
 
     def _from_cache(self, intent: Intent, hit: InferenceResult, started: float) -> InferenceResult:
@@ -414,6 +420,11 @@ class ResultStream:
         gw, intent = self._gateway, self._intent
         started = time.perf_counter()
         await gw._update_prices()
+        if gw.verification.buffers(intent):  # verified whole before any of it is shown
+            self.result = await gw.ainfer(intent)
+            yield Chunk(text=self.result.text, finish_reason=self.result.finish_reason)
+            yield Chunk(usage=self.result.usage, model=self.result.provider_model)
+            return
         call = gw._call(intent)
         run = gw._executor.stream(call)
         async for chunk in run:
