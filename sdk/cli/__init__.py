@@ -38,6 +38,7 @@ LAZY_APPS: dict[str, tuple[str, str]] = {
         "intentmesh.local_backend.cli:app",
         "Run a model on this machine as an intentmesh backend.",
     ),
+    "akash": ("intentmesh.cli._akash:app", "Deploy models on Akash (self-hosted vLLM)."),
 }
 
 

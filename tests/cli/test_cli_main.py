@@ -37,6 +37,7 @@ COMMANDS = (
     "demo",
     "serve",
     "local",
+    "akash",
 )
 
 
@@ -55,7 +56,7 @@ def test_version(cli):
 
 
 def test_every_command_has_help(cli):
-    for name in COMMANDS[:-1]:
+    for name in COMMANDS[:-2]:
         assert "Usage:" in cli.run(name, "--help").stdout
     for sub in ("list", "show", "verify", "export", "key"):
         assert "Usage:" in cli.run("receipts", sub, "--help").stdout
@@ -152,6 +153,10 @@ def test_local_is_mounted_lazily(cli):
     else:
         line = cli.error_line(cli.run("local", "--help", code=EXIT_FAILURE))
         assert "intentmesh local" in line and "pip install" in line
+
+
+def test_akash_is_mounted_lazily(cli):
+    assert "sdl" in cli.run("akash", "--help").stdout
 
 
 def test_serve_without_the_server_module_explains(cli, monkeypatch):
