@@ -192,9 +192,10 @@ It keeps its config, ledger and key in a temporary directory unless you pass `--
 """
 
 HELP_TEXT = """\
-`intentmesh --help` is kept fast (under 0.3 s; measured by `python bench/bench_cli.py`): command
-modules import rich, matplotlib and the gateway only when they run, and `local` is imported only
-when invoked.
+Start-up is measured by `python bench/bench_cli.py` (target: `intentmesh --help` under 0.3 s).
+The CLI's own modules import rich, matplotlib, the gateway and the receipts only when a command
+runs, and `local` and `akash` are imported only when invoked, so `--help` costs little more than
+`import intentmesh`.
 
 """
 
@@ -293,6 +294,7 @@ SERVE_TEXT = """\
 OpenAI-compatible HTTP server (`pip install 'intentmesh[server]'`); it exits 1 with the install
 hint when the server is not installed. `intentmesh local ...` runs a model on this machine; it is
 mounted from `intentmesh.local_backend.cli` when that module is importable (`intentmesh[local]`).
+`intentmesh akash sdl ...` writes an Akash SDL for a vLLM deployment of a catalog model.
 
 """
 
