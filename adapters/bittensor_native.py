@@ -184,7 +184,15 @@ class BittensorNativeBackend:
             if options.metagraph == "chain"
             else SnapshotMetagraph(options.metagraph)
         )
-        return cls(config.name, Hotkey.from_seed(seed), source, options, timeout_s=config.timeout_s)
+        try:
+            hotkey = Hotkey.from_seed(seed)
+        except ImportError as exc:
+            raise ConfigurationError(f"backend {config.name!r}: {exc}") from exc
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"backend {config.name!r}: {options.hotkey_seed_env}: {exc}"
+            ) from None
+        return cls(config.name, hotkey, source, options, timeout_s=config.timeout_s)
 
     @property
     def endpoint_host(self) -> str:
