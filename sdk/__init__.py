@@ -1,18 +1,13 @@
 """intentmesh: route LLM inference by intent across decentralized networks.
 
-from intentmesh import Intent, Gateway
-res = Gateway().infer(Intent(model="llama-3.1-8b-instruct", prompt="Hi", max_price_usd=0.002))
+    from intentmesh import Intent, Gateway
+    res = Gateway().infer(Intent(model="llama-3.1-8b-instruct", prompt="Hi", max_price_usd=0.002))
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from intentmesh._gateway import Gateway, ResultStream
-from intentmesh._intent import Intent, Message
-from intentmesh._result import InferenceResult
-from intentmesh.adapters.base import Chunk, Usage
-from intentmesh.config import GatewayConfig, load_config
 from intentmesh.errors import (
     AllBackendsFailed,
     AuthenticationError,
@@ -36,10 +31,33 @@ from intentmesh.errors import (
     RoutingError,
     TransientError,
 )
-from intentmesh.router import Attempt, Candidate, Plan, Rejection
 
 if TYPE_CHECKING:
+    from intentmesh._gateway import Gateway, ResultStream
+    from intentmesh._intent import Intent, Message
+    from intentmesh._result import InferenceResult
+    from intentmesh.adapters.base import Chunk, Usage
+    from intentmesh.config import GatewayConfig, load_config
     from intentmesh.receipts import Receipt
+    from intentmesh.router import Attempt, Candidate, Plan, Rejection
+
+# Public names imported on first use (PEP 562), so `import intentmesh` and the CLI stay fast.
+_LAZY: dict[str, str] = {
+    "Gateway": "intentmesh._gateway",
+    "ResultStream": "intentmesh._gateway",
+    "Intent": "intentmesh._intent",
+    "Message": "intentmesh._intent",
+    "InferenceResult": "intentmesh._result",
+    "Chunk": "intentmesh.adapters.base",
+    "Usage": "intentmesh.adapters.base",
+    "GatewayConfig": "intentmesh.config",
+    "load_config": "intentmesh.config",
+    "Receipt": "intentmesh.receipts",
+    "Attempt": "intentmesh.router",
+    "Candidate": "intentmesh.router",
+    "Plan": "intentmesh.router",
+    "Rejection": "intentmesh.router",
+}
 
 __version__ = "0.1.0"
 
@@ -93,6 +111,8 @@ def default_gateway() -> Gateway:
     """The shared ``Gateway()`` used by module-level :func:`infer` and :func:`ainfer`."""
     global _default
     if _default is None:
+        from intentmesh._gateway import Gateway
+
         _default = Gateway()
     return _default
 
@@ -115,8 +135,15 @@ def verify_receipt(receipt: Any, public_key: Any) -> bool:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Receipt":
-        from intentmesh.receipts import Receipt
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'intentmesh' has no attribute {name!r}")
+    from importlib import import_module
 
-        return Receipt
-    raise AttributeError(f"module 'intentmesh' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -172,7 +172,7 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
         raise ConfigurationError(f"not valid TOML: {exc}", source=source, line=line) from None
     try:
         config = GatewayConfig.model_validate(data)
@@ -211,6 +211,12 @@ def discover_config_path() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def _line_from_message(message: str) -> int | None:
+    """tomllib before 3.14 puts the line only in the message: '... (at line 3, column 1)'."""
+    found = re.search(r"at line (\d+)", message)
+    return int(found.group(1)) if found else None
 
 
 def _config_error(exc: ValidationError, text: str, source: str) -> ConfigurationError:
