@@ -78,6 +78,7 @@ class ServerConfig(BaseModel):
     default_max_tokens: int = Field(1024, ge=1)
     drain_timeout_s: float = Field(30.0, ge=0.0)
     budget_db: str = ":memory:"
+    access_log: bool = True
     defaults: dict[str, Any] = Field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     keys: list[KeyConfig] = Field(default_factory=list)

@@ -57,6 +57,7 @@ def _run(app: Starlette | str, server: ServerConfig, factory: bool = False) -> N
         factory=factory,
         timeout_graceful_shutdown=math.ceil(server.drain_timeout_s),
         log_level="info",
+        access_log=server.access_log,
     )
 
 

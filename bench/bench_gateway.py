@@ -1,0 +1,269 @@
+"""Gateway throughput and added latency: direct vs ``intentmesh serve`` vs LiteLLM's proxy.
+
+    python bench/bench_gateway.py [--quick] [--litellm-venv /tmp/litellm-proxy-venv]
+
+One fake OpenAI-compatible upstream runs in its own process (``FakeOpenAIProvider``, no added
+latency); the gateway (and LiteLLM's proxy, when its venv exists) run in theirs. An httpx
+load generator in this process sends non-streaming chat completions at concurrency 1, 64 and
+256 and reports throughput and p50/p99 latency; "added" is the gateway's percentile minus the
+direct call's at the same concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MODEL = "llama-3.1-8b-instruct"
+UPSTREAM_MODEL = "fake-llama"
+BENCH_KEY = "sk-bench-" + "0" * 32  # LiteLLM's proxy refuses to start without a master key
+CONCURRENCY = (1, 64, 256)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(args, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_ready(ready_url, proc)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def upstream(port: int) -> Any:
+    code = (
+        "import time; from intentmesh.testing import FakeOpenAIProvider; "
+        f"FakeOpenAIProvider([{UPSTREAM_MODEL!r}], record=False, port={port}).start(); "
+        "time.sleep(1e9)"
+    )
+    return process([sys.executable, "-c", code], f"http://127.0.0.1:{port}/health")
+
+
+def gateway(port: int, upstream_port: int, workdir: Path, verifiability: str) -> Any:
+    config = workdir / f"intentmesh-{verifiability}.toml"
+    config.write_text(
+        f'[receipts]\nledger = "{workdir / "ledger.db"}"\nkey = "{workdir / "key.pem"}"\n'
+        "[[backends]]\n"
+        'name = "fake"\n'
+        f'base_url = "http://127.0.0.1:{upstream_port}/v1"\n'
+        "[[backends.models]]\n"
+        f'name = "{MODEL}"\nid = "{UPSTREAM_MODEL}"\ninput_price = 0.02\noutput_price = 0.05\n'
+        "[server]\naccess_log = false\n"
+        f'defaults = {{ verifiability = "{verifiability}" }}\n'
+    )
+    code = "from intentmesh.server import serve_main; "
+    code += f"serve_main('127.0.0.1', {port}, {str(config)!r})"
+    env = {"INTENTMESH_HOME": str(workdir)}
+    return process([sys.executable, "-c", code], f"http://127.0.0.1:{port}/health", env)
+
+
+def litellm_proxy(venv: Path, port: int, upstream_port: int, workdir: Path) -> Any:
+    config = workdir / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{UPSTREAM_MODEL}\n"
+        f"      api_base: http://127.0.0.1:{upstream_port}/v1\n"
+        "      api_key: none\n"
+        "litellm_settings:\n"
+        "  set_verbose: false\n"
+        "  json_logs: false\n"
+    )
+    args = [str(venv / "bin" / "litellm"), "--config", str(config), "--port", str(port)]
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_MASTER_KEY": BENCH_KEY,
+    }
+    return process(args, f"http://127.0.0.1:{port}/health/liveliness", env)
+
+
+# -- load generation --------------------------------------------------------------------------
+
+
+async def run_load(url: str, model: str, concurrency: int, n: int) -> dict[str, float]:
+    """Closed-loop load: ``concurrency`` workers send ``n`` requests; aiohttp when available."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hello bench"}]}
+    try:
+        import aiohttp
+    except ImportError:
+        post = await _httpx_poster(url, body, concurrency)
+    else:
+        post = await _aiohttp_poster(aiohttp, url, body, concurrency)
+    try:
+        for _ in range(min(n, 2 * concurrency, 200)):  # warm connections and caches
+            await post()
+        samples: list[float] = []
+        queue = iter(range(n))
+
+        async def worker() -> None:
+            for _ in queue:
+                t0 = time.perf_counter()
+                await post()
+                samples.append((time.perf_counter() - t0) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    finally:
+        await post.aclose()  # type: ignore[attr-defined]
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"rps": n / wall, "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
+
+
+_AUTH = {"authorization": f"Bearer {BENCH_KEY}"}
+
+
+async def _httpx_poster(url: str, body: dict[str, Any], concurrency: int) -> Any:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client = httpx.AsyncClient(limits=limits, timeout=60, trust_env=False)
+
+    async def post() -> None:
+        response = await client.post(url, json=body, headers=_AUTH)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: {response.status_code} {response.text[:300]}")
+
+    post.aclose = client.aclose  # type: ignore[attr-defined]
+    return post
+
+
+async def _aiohttp_poster(aiohttp: Any, url: str, body: dict[str, Any], concurrency: int) -> Any:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    session = aiohttp.ClientSession(connector=connector)
+
+    async def post() -> None:
+        async with session.post(url, json=body, headers=_AUTH) as response:
+            text = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{url}: {response.status} {text[:300]!r}")
+
+    post.aclose = session.close  # type: ignore[attr-defined]
+    return post
+
+
+def load_in_subprocess(url: str, model: str, concurrency: int, n: int, python: str) -> Any:
+    """Run the load generator in its own process (``python`` may be a venv with aiohttp)."""
+    args = [python, __file__, "--load", url, model, str(concurrency), str(n)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def loadgen_python(venv: Path) -> str:
+    """A python with aiohttp (the LiteLLM venv has it) drives load faster than httpx can."""
+    candidate = venv / "bin" / "python"
+    if candidate.exists():
+        probe = subprocess.run([str(candidate), "-c", "import aiohttp, httpx"], check=False)
+        if probe.returncode == 0:
+            return str(candidate)
+    return sys.executable
+
+
+def sizes(quick: bool) -> dict[int, int]:
+    return {1: 200, 64: 1000, 256: 1500} if quick else {1: 500, 64: 3000, 256: 5000}
+
+
+def measure(
+    name: str, url: str, opts: argparse.Namespace, model: str = MODEL
+) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, float]] = {}
+    for c, n in sizes(opts.quick).items():
+        out[c] = load_in_subprocess(url, model, c, n, opts.loadgen_python)
+        print(f"  {name:<22} c={c:<4} {json.dumps({k: round(v, 3) for k, v in out[c].items()})}")
+    return out
+
+
+def report(results: dict[str, dict[int, dict[str, float]]]) -> str:
+    floor = results["direct"]
+    rows = [
+        "| target | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, by_c in results.items():
+        for c, r in by_c.items():
+            added50 = r["p50_ms"] - floor[c]["p50_ms"]
+            added99 = r["p99_ms"] - floor[c]["p99_ms"]
+            rows.append(
+                f"| {name} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+                f"| {added50:+.2f} | {added99:+.2f} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests per point")
+    parser.add_argument("--litellm-venv", type=Path, default=Path("/tmp/litellm-proxy-venv"))
+    parser.add_argument(
+        "--load", nargs=4, metavar=("URL", "MODEL", "C", "N"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.load:
+        url, model, c, n = args.load
+        print(json.dumps(asyncio.run(run_load(url, model, int(c), int(n)))))
+        return
+    args.loadgen_python = loadgen_python(args.litellm_venv)
+    print(f"load generator: {args.loadgen_python}")
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    up = free_port()
+    with tempfile.TemporaryDirectory() as tmp, upstream(up):
+        workdir = Path(tmp)
+        direct = f"http://127.0.0.1:{up}/v1/chat/completions"
+        results["direct"] = measure("direct", direct, args, UPSTREAM_MODEL)
+        for level in ("none", "receipt"):
+            port = free_port()
+            with gateway(port, up, workdir, level):
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                results[f"intentmesh ({level})"] = measure(f"intentmesh ({level})", url, args)
+        if (args.litellm_venv / "bin" / "litellm").exists():
+            port = free_port()
+            with litellm_proxy(args.litellm_venv, port, up, workdir):
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                results["litellm proxy"] = measure("litellm proxy", url, args)
+        else:
+            print(f"  (LiteLLM proxy skipped: no {args.litellm_venv}/bin/litellm)")
+    print(f"\ncpus: {os.cpu_count()}  python: {sys.version.split()[0]}\n")
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
