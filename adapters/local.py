@@ -35,6 +35,7 @@ class LocalOptions(BaseModel):
     port: int = Field(DEFAULT_PORT, gt=0, lt=65536)
     autostart: bool = True
     vllm_python: str | None = None
+    vllm_args: list[str] = Field(default_factory=list)  # passed on to vLLM as given
     start_timeout_s: float | None = Field(None, gt=0)
     usd_per_hour: float = Field(0.0, ge=0.0)  # what the machine costs to run
 
@@ -66,7 +67,8 @@ class LocalBackend(OpenAIBackend):
             ) from None
         server = LocalServer(
             options.model, engine=options.engine, host=options.host, port=options.port,
-            vllm_python=options.vllm_python, start_timeout_s=options.start_timeout_s,
+            vllm_python=options.vllm_python, vllm_args=options.vllm_args,
+            start_timeout_s=options.start_timeout_s,
         )  # fmt: skip
         return cls(
             config.name, server, autostart=options.autostart,

@@ -45,7 +45,8 @@ def cuda_available() -> bool:
 
 
 def _importable(modules: Sequence[str], python: str | None = None) -> bool:
-    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+    # abspath, not realpath: a venv's python is a symlink to the same base interpreter
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
         return all(importlib.util.find_spec(m) is not None for m in modules)
     probe = (
         "import importlib.util as u, sys\n"
@@ -83,18 +84,30 @@ def pick_engine(requested: str, model: ModelRef, *, vllm_python: str | None = No
     return "torch"
 
 
+_CPU_KV_CACHE_BYTES = 1 << 30  # vLLM on CPU otherwise reserves 92% of the machine's memory
+
+
 def command(
-    engine: EngineName, model: ModelRef, host: str, port: int, *, vllm_python: str | None = None
+    engine: EngineName,
+    model: ModelRef,
+    host: str,
+    port: int,
+    *,
+    vllm_python: str | None = None,
+    vllm_args: Sequence[str] = (),
 ) -> list[str]:
-    """The command line of a server process for ``engine``."""
+    """The command line of a server process for ``engine``; ``vllm_args`` go to vLLM as given."""
+    where = ["--host", host, "--port", str(port)]
     if engine == "vllm":
+        extra = list(vllm_args)
+        memory_flags = ("--gpu-memory-utilization", "--kv-cache-memory-bytes")
+        if not cuda_available() and not any(a.split("=")[0] in memory_flags for a in extra):
+            extra += ["--kv-cache-memory-bytes", str(_CPU_KV_CACHE_BYTES)]
         return [
             vllm_python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(model.path), "--served-model-name", model.name,
-            "--host", host, "--port", str(port),
+            "--model", str(model.path), "--served-model-name", model.name, *where, *extra,
         ]  # fmt: skip
     return [
         sys.executable, "-m", "intentmesh.local_backend", "--engine", engine,
-        "--model", str(model.path), "--served-model-name", model.name,
-        "--host", host, "--port", str(port),
+        "--model", str(model.path), "--served-model-name", model.name, *where,
     ]  # fmt: skip

@@ -32,6 +32,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # vLLM's extension, for benchmarks
 
 
 @dataclass(slots=True)
@@ -157,7 +158,7 @@ def run_generation(
     try:
         for token in tokens:
             result.token_ids.append(token)
-            if token in engine.eos_token_ids:
+            if token in engine.eos_token_ids and not params.ignore_eos:
                 result.finish_reason = "stop"
                 break
             visible.append(token)

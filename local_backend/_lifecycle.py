@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ class LocalServer:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         vllm_python: str | None = None,
+        vllm_args: Sequence[str] = (),
         start_timeout_s: float | None = None,
         home: Path | None = None,
     ):
@@ -82,6 +83,7 @@ class LocalServer:
         self.host = host
         self.port = port
         self.vllm_python = vllm_python
+        self.vllm_args = list(vllm_args)
         self.start_timeout_s = start_timeout_s
         self._dir = (home or data_dir()) / "local"
 
@@ -142,7 +144,10 @@ class LocalServer:
         check_installed(engine, ref, self.vllm_python)
         if not port_is_free(self.host, self.port):
             raise PortInUse(self.host, self.port, "and not by a server intentmesh started")
-        cmd = command(engine, ref, self.host, self.port, vllm_python=self.vllm_python)
+        cmd = command(
+            engine, ref, self.host, self.port,
+            vllm_python=self.vllm_python, vllm_args=self.vllm_args,
+        )  # fmt: skip
         self._dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"\n--- {time.ctime()}: {' '.join(cmd)}\n".encode())

@@ -75,6 +75,7 @@ class _Body(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1)
     return_token_ids: bool = False
+    ignore_eos: bool = False
 
     def sampling(self, max_tokens: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -84,6 +85,7 @@ class _Body(BaseModel):
             top_p=1.0 if self.top_p is None else self.top_p,
             seed=self.seed,
             stop=tuple(stop),
+            ignore_eos=self.ignore_eos,
         )
 
     @property

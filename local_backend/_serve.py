@@ -6,6 +6,7 @@ import errno
 import signal
 import socket
 import subprocess
+from collections.abc import Sequence
 from typing import Any
 
 from intentmesh.local_backend._engines import EngineName, check_installed, command, pick_engine
@@ -27,6 +28,7 @@ def serve(
     *,
     served_model_name: str | None = None,
     vllm_python: str | None = None,
+    vllm_args: Sequence[str] = (),
 ) -> None:
     """Serve ``model`` (default: the embedded SmolLM2) on ``host:port`` until Ctrl-C or SIGTERM.
 
@@ -39,7 +41,9 @@ def serve(
     if not port_is_free(host, port):
         raise PortInUse(host, port)
     if name == "vllm":
-        _run_foreground(command(name, ref, host, port, vllm_python=vllm_python))
+        _run_foreground(
+            command(name, ref, host, port, vllm_python=vllm_python, vllm_args=vllm_args)
+        )
         return
     run_app(load_engine(name, ref), host, port, served_model_names=[ref.name])
 

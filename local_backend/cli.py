@@ -21,6 +21,9 @@ ModelOpt = Annotated[
 EngineOpt = Annotated[str, typer.Option(help="auto, torch, llamacpp or vllm.")]
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option(help="Port to listen on.")]
+VllmArgs = Annotated[
+    list[str] | None, typer.Option("--vllm-arg", help="An argument passed on to vLLM (repeat).")
+]
 VllmOpt = Annotated[
     str | None, typer.Option(help="Python of the environment vLLM is installed in.")
 ]
@@ -33,11 +36,12 @@ def serve_command(
     host: HostOpt = DEFAULT_HOST,
     port: PortOpt = DEFAULT_PORT,
     vllm_python: VllmOpt = None,
+    vllm_arg: VllmArgs = None,
 ) -> None:
     """Serve a model in the foreground until Ctrl-C."""
     typer.echo(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)", err=True)
     with _errors():
-        serve(model, engine, host, port, vllm_python=vllm_python)
+        serve(model, engine, host, port, vllm_python=vllm_python, vllm_args=vllm_arg or ())
 
 
 @app.command("start")
@@ -47,9 +51,13 @@ def start_command(
     host: HostOpt = DEFAULT_HOST,
     port: PortOpt = DEFAULT_PORT,
     vllm_python: VllmOpt = None,
+    vllm_arg: VllmArgs = None,
 ) -> None:
     """Start a server in the background (or reuse the one already on the port)."""
-    server = LocalServer(model, engine=engine, host=host, port=port, vllm_python=vllm_python)
+    server = LocalServer(
+        model, engine=engine, host=host, port=port, vllm_python=vllm_python,
+        vllm_args=vllm_arg or (),
+    )  # fmt: skip
     with _errors():
         record = server.ensure_running()
     typer.echo(f"{record.model} ({record.engine}, pid {record.pid}) at {record.base_url}")

@@ -66,6 +66,11 @@ def test_stops_at_eos_and_counts_it() -> None:
     assert engine.closed
 
 
+def test_ignore_eos_runs_to_max_tokens() -> None:
+    _, result, _ = generate(b"ab\x00cd", max_tokens=4, ignore_eos=True)
+    assert (result.finish_reason, result.completion_tokens) == ("length", 4)
+
+
 def test_max_tokens_gives_length() -> None:
     _, result, _ = generate(b"abcdefgh", max_tokens=3)
     assert (result.text, result.finish_reason, result.completion_tokens) == ("abc", "length", 3)
