@@ -51,8 +51,7 @@ def __getattr__(name: str) -> Any:
             module = import_module(_LAZY[name])
         except ImportError as exc:
             raise ImportError(
-                f"intentmesh.server.{name} needs the server extra: "
-                "pip install 'intentmesh[server]'"
+                f"intentmesh.server.{name} needs the server extra: pip install 'intentmesh[server]'"
             ) from exc
         return getattr(module, name)
     raise AttributeError(f"module 'intentmesh.server' has no attribute {name!r}")

@@ -223,9 +223,7 @@ class _Handlers:
         return Response(status_code=499)
 
     def _record_spend(self, backend: str, network: str, cost: float, usage: Any) -> None:
-        self.metrics.spend(
-            backend, network, cost, usage.prompt_tokens, usage.completion_tokens
-        )
+        self.metrics.spend(backend, network, cost, usage.prompt_tokens, usage.completion_tokens)
 
 
 class _EventStream(StreamingResponse):

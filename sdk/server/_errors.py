@@ -1,15 +1,15 @@
 """OpenAI-shaped errors, and the one place intentmesh exceptions become HTTP statuses.
 
-    400 invalid_request_error   bad body or intent (``param`` names the field), no route
-    401 authentication_error    missing or unknown gateway key
-    402 insufficient_quota      price cap no backend meets (cheapest quote), key budget spent
-    403 permission_error        model or network not allowed for this key
-    404 not_found_error         model no backend serves
-    413 invalid_request_error   body over ``max_body_bytes``
-    429 rate_limit_error        every backend rate-limited (``Retry-After`` passed through)
-    502 upstream_error          backends answered garbage or refused our credentials
-    503 service_unavailable     backends down or circuits open
-    504 timeout_error           ``max_latency_ms`` or upstream timeouts
+400 invalid_request_error   bad body or intent (``param`` names the field), no route
+401 authentication_error    missing or unknown gateway key
+402 insufficient_quota      price cap no backend meets (cheapest quote), key budget spent
+403 permission_error        model or network not allowed for this key
+404 not_found_error         model no backend serves
+413 invalid_request_error   body over ``max_body_bytes``
+429 rate_limit_error        every backend rate-limited (``Retry-After`` passed through)
+502 upstream_error          backends answered garbage or refused our credentials
+503 service_unavailable     backends down or circuits open
+504 timeout_error           ``max_latency_ms`` or upstream timeouts
 """
 
 from __future__ import annotations

@@ -41,23 +41,33 @@ class Metrics:
     def render(self) -> str:
         lines: list[str] = []
         lines += _family(
-            "intentmesh_requests_total", "counter", "Requests by endpoint and HTTP status.",
+            "intentmesh_requests_total",
+            "counter",
+            "Requests by endpoint and HTTP status.",
             ((f'endpoint="{e}",status="{s}"', n) for (e, s), n in sorted(self.requests.items())),
         )
         lines += _family(
-            "intentmesh_errors_total", "counter", "Error responses by endpoint and error type.",
+            "intentmesh_errors_total",
+            "counter",
+            "Error responses by endpoint and error type.",
             ((f'endpoint="{e}",type="{t}"', n) for (e, t), n in sorted(self.errors.items())),
         )
         lines += _family(
-            "intentmesh_cost_usd_total", "counter", "USD charged by backends.",
+            "intentmesh_cost_usd_total",
+            "counter",
+            "USD charged by backends.",
             ((f'backend="{b}",network="{w}"', c) for (b, w), c in sorted(self.cost.items())),
         )
         lines += _family(
-            "intentmesh_tokens_total", "counter", "Tokens by backend and kind.",
+            "intentmesh_tokens_total",
+            "counter",
+            "Tokens by backend and kind.",
             ((f'backend="{b}",kind="{k}"', n) for (b, k), n in sorted(self.tokens.items())),
         )
         lines += _family(
-            "intentmesh_in_flight_requests", "gauge", "Requests being served now.",
+            "intentmesh_in_flight_requests",
+            "gauge",
+            "Requests being served now.",
             [("", self.in_flight)],
         )
         lines += self._histogram()

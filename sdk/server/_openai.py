@@ -40,9 +40,7 @@ class ParsedRequest:
     top_level: frozenset[str]
 
 
-def parse_request(
-    kind: Kind, body: Any, cfg: ServerConfig, key: KeyConfig | None
-) -> ParsedRequest:
+def parse_request(kind: Kind, body: Any, cfg: ServerConfig, key: KeyConfig | None) -> ParsedRequest:
     """Validate the OpenAI body and merge defaults < key defaults < preset < body < intent."""
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object", None)

@@ -31,9 +31,7 @@ def serve_main(
     """
     _, server = load_configs(config)
     server = server.model_copy(
-        update={
-            k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v
-        }
+        update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
     )
     ServerConfig.model_validate(server.model_dump())  # re-check workers against budgets
     if server.budget_db != ":memory:":

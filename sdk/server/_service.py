@@ -135,5 +135,3 @@ def _cost_of_failure(exc: BaseException, job: Prepared) -> float:
     if isinstance(exc, ExecutionError):
         return sum(a.cost_usd for a in exc.attempts)
     return 0.0
-
-

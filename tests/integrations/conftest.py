@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,22 @@ from intentmesh.config import parse_config
 from intentmesh.testing import DemoNetwork
 
 MODEL = "llama-3.1-8b-instruct"
+
+
+def _missing(*modules: str) -> bool:
+    return any(importlib.util.find_spec(m) is None for m in modules)
+
+
+# The langchain extra and the test-only langchain packages are optional here.
+collect_ignore = [
+    name
+    for name, needs in {
+        "test_langchain_standard.py": ("langchain_core", "langchain_tests"),
+        "test_langchain_chat_intentmesh.py": ("langchain_core",),
+        "test_langchain_chatopenai.py": ("langchain_openai",),
+    }.items()
+    if _missing(*needs)
+]
 
 
 @pytest.fixture

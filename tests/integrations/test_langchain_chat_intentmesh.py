@@ -6,7 +6,6 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import MODEL
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
@@ -16,7 +15,9 @@ from intentmesh.integrations.langchain import ChatIntentmesh
 from intentmesh.testing import DemoNetwork
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "server"))
-from fakes import TOOL_CALL, ToolCallingBackend  # noqa: E402
+from server_fakes import TOOL_CALL, ToolCallingBackend  # noqa: E402
+
+MODEL = "llama-3.1-8b-instruct"
 
 
 def llm(gateway: Gateway, **params: Any) -> ChatIntentmesh:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import MODEL
 from langchain_openai import ChatOpenAI
+
+MODEL = "llama-3.1-8b-instruct"
 
 
 def chat(server: Any, model: str = MODEL, **kwargs: Any) -> ChatOpenAI:

@@ -8,6 +8,8 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from intentmesh.integrations.langchain import ChatIntentmesh
 
+MODEL = "llama-3.1-8b-instruct"
+
 
 class TestChatIntentmeshStandard(ChatModelUnitTests):
     @property

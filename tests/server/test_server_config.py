@@ -91,3 +91,15 @@ def test_workers_with_budgets_need_a_shared_budget_db() -> None:
     with pytest.raises(ValueError, match="budget_db"):
         ServerConfig(workers=2, keys=[key])
     ServerConfig(workers=2, keys=[key], budget_db="/tmp/b.db")
+
+
+def test_importing_intentmesh_and_the_server_package_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, intentmesh, intentmesh.server, intentmesh.integrations; "
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'langchain_core') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import MODEL, ServeFactory
+from server_support import MODEL, ServeFactory
 
 from intentmesh.server import KeyConfig, SpendBook, ThreadedServer
 from intentmesh.testing import DemoNetwork

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import MODEL, ServeFactory
-from fakes import TOOL_CALL, StallingBackend, ToolCallingBackend
+from server_fakes import TOOL_CALL, StallingBackend, ToolCallingBackend
+from server_support import MODEL, ServeFactory
 
 from intentmesh import Gateway
 from intentmesh.server import ServerConfig, ThreadedServer

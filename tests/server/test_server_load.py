@@ -7,7 +7,7 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import MODEL
+from server_support import MODEL
 
 from intentmesh import Gateway
 from intentmesh.server import ThreadedServer

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import MODEL
+from server_support import MODEL
 
 from intentmesh.testing import DemoNetwork
 
