@@ -1022,13 +1022,13 @@ def _checked_rows(
         except (ReceiptError, ValueError, TypeError, KeyError) as exc:
             raise ReceiptError(f"line {number}: {exc}") from exc
         if isinstance(row[1], int):  # a checkpoint
-            cp_row: CheckpointRow = row  # type: ignore[assignment]
+            cp_row: CheckpointRow = row
             problem = roots.add_checkpoint(cp_row)
             if problem is not None:
                 raise ReceiptError(f"line {number}: {problem}")
             checkpoints.append(cp_row)
             continue
-        receipt_row: Row = row  # type: ignore[assignment]
+        receipt_row: Row = row
         problem = check.check(receipt_row)
         roots.add_receipt(receipt_row)
         if problem is not None:

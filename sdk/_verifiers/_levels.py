@@ -116,7 +116,11 @@ class LevelRunner:
         level = intent.verifiability
         if level == "consensus":
             return consensus_plan(plan, self.policy_for(intent))
-        means = {"attested": self.attestors, "proof": self.provers}.get(level)
+        means: set[str] | None = None
+        if level == "attested":
+            means = set(self.attestors)
+        elif level == "proof":
+            means = set(self.provers)
         if means is None:
             return plan
         keep = tuple(c for c in plan.candidates if c.backend in means)

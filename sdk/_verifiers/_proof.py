@@ -18,12 +18,14 @@ Config::
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -155,8 +157,9 @@ class EzklVerifier:
             raise ProofFailed("proof: its public inputs are not this request's inputs")
         if not _close(claimed_out, bundle.outputs, self.tolerance):
             raise ProofFailed("proof: its public outputs are not the answer's outputs")
-        if not self._snark_ok(bundle.proof):
-            raise ProofFailed("proof: the SNARK does not verify")
+        problem = self._snark_problem(bundle.proof)
+        if problem is not None:
+            raise ProofFailed(f"proof: the SNARK does not verify ({problem})")
         text = json.dumps(bundle.proof, sort_keys=True, separators=(",", ":")).encode()
         public_text = json.dumps([claimed_in, claimed_out], separators=(",", ":")).encode()
         return ProofReport(
@@ -167,7 +170,7 @@ class EzklVerifier:
             {"snark": "ok", "inputs_bound": "ok", "outputs_bound": "ok"},
         )
 
-    def _snark_ok(self, proof: Mapping[str, Any]) -> bool:
+    def _snark_problem(self, proof: Mapping[str, Any]) -> str | None:
         try:
             ezkl: Any = import_module("ezkl")
         except ImportError as exc:
@@ -178,16 +181,24 @@ class EzklVerifier:
             path = Path(tmp) / "proof.json"
             path.write_text(json.dumps(proof))
             try:
-                return bool(ezkl.verify(str(path), str(self.settings), str(self.vk), str(self.srs)))
-            except Exception:  # ezkl raises RuntimeError/ValueError for malformed proofs
-                return False
+                ok = ezkl.verify(str(path), str(self.settings), str(self.vk), str(self.srs))
+            except Exception as exc:  # ezkl raises RuntimeError/ValueError for bad proofs
+                return str(exc).removeprefix("Failed to run verify: ")[:200]
+        return None if ok else "verify returned false"
+
+
+@functools.cache
+def _proof_thread() -> ThreadPoolExecutor:
+    """One thread for proof systems: EZKL's native code misbehaved when driven from many."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="intentmesh-proof")
 
 
 async def averify_proof(
     verifier: ProofVerifier, bundle: ProofBundle, request_inputs: Sequence[Sequence[float]]
 ) -> ProofReport:
-    """Run a (CPU-bound) verifier off the event loop."""
-    return await asyncio.to_thread(verifier.verify, bundle, request_inputs)
+    """Run a (CPU-bound) verifier off the event loop, on the one proof thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_proof_thread(), verifier.verify, bundle, request_inputs)
 
 
 def _floats(value: Any) -> list[list[float]] | None:

@@ -420,3 +420,121 @@ def key(
         emit_json(data)
     else:
         sys.stdout.write(f"key_id {signing.key_id} ({where})\n{signing.public_key_pem()}")
+
+
+def _signing_key_or_none(opts: Options) -> Any:
+    """The gateway's signing key when it exists (to seal a receipt's batch), else None."""
+    import os
+
+    from intentmesh.receipts import SigningKey, default_key_path
+
+    cfg = _config(opts).receipts
+    if cfg.key_env and os.environ.get(cfg.key_env):
+        return SigningKey.from_env(cfg.key_env)
+    path = Path(cfg.key).expanduser() if cfg.key else default_key_path()
+    return SigningKey.load(path) if path.exists() else None
+
+
+@app.command("prove")
+def prove(
+    ctx: typer.Context,
+    receipt_id: Annotated[str, typer.Argument(help="Receipt id (rcpt_...).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the proof here (default: stdout).")
+    ] = None,
+    ledger: LedgerOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Print a Merkle inclusion proof of one receipt (JSON), checkable without the ledger."""
+    from intentmesh.errors import ReceiptError
+
+    opts = options(ctx, config, False, verbose)
+    book = _open(opts, ledger)
+    assert book is not None
+    with book:
+        try:
+            proof = book.prove(receipt_id, _signing_key_or_none(opts))
+        except ReceiptError as exc:
+            raise CliError(str(exc)) from None
+    text = proof.to_json() + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        sys.stderr.write(f"wrote the inclusion proof of {receipt_id} to {output}\n")
+
+
+@app.command("verify-proof")
+def verify_proof(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A proof from `receipts prove` ('-': stdin).")],
+    public_key: Annotated[
+        str | None,
+        typer.Option("--public-key", help="Trust only this key: a PEM file, or 64 hex digits."),
+    ] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check an inclusion proof: the receipt's signature, its Merkle path and the signed root."""
+    from intentmesh.receipts import InclusionProof, inclusion_problem
+
+    opts = options(ctx, config, json_out, verbose)
+    text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    problem = inclusion_problem(text, _trusted(public_key) if public_key else None)
+    data: dict[str, Any] = {"schema": "intentmesh.receipts.verify_proof.v1", "ok": problem is None}
+    if problem is None:
+        proof = InclusionProof.from_json(text)
+        cp = proof.checkpoint
+        data.update(receipt=proof.receipt.id, batch=cp.batch, root=cp.root, path=len(proof.path))
+    else:
+        data["problem"] = problem
+    if opts.json:
+        emit_json(data)
+    elif problem is None:
+        sys.stdout.write(
+            f"ok: {data['receipt']} is in batch {data['batch']} (root {data['root']}), "
+            f"{data['path']} hashes\n"
+        )
+    if problem is not None:
+        raise CliError(f"inclusion proof does not hold: {problem}", EXIT_VERIFY)
+
+
+@app.command("rotate-key")
+def rotate_key(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Replace the signing key with a new one endorsed by the old; old receipts stay verifiable
+    through the key history (`receipts keys`)."""
+    from intentmesh.receipts import default_key_path
+    from intentmesh.receipts import rotate_key as rotate
+
+    opts = options(ctx, config, False, verbose)
+    cfg = _config(opts).receipts
+    if cfg.key_env:
+        raise CliError(f"the key comes from ${cfg.key_env}; rotate it where it is kept", EXIT_USAGE)
+    path = Path(cfg.key).expanduser() if cfg.key else default_key_path()
+    new, history = rotate(path, path.with_name("key_history.jsonl"))
+    sys.stdout.write(f"new key_id {new.key_id}; {len(history.records)} keys in the history\n")
+
+
+@app.command("keys")
+def keys(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Print the key history (every public key, each endorsed by the one before) as JSON."""
+    from intentmesh.receipts import KeyHistory, default_key_path
+
+    opts = options(ctx, config, True, verbose)
+    cfg = _config(opts).receipts
+    path = Path(cfg.key).expanduser() if cfg.key else default_key_path()
+    history = KeyHistory.load(path.with_name("key_history.jsonl"))
+    problem = history.problem()
+    sys.stdout.write(history.to_json() + "\n")
+    if problem is not None:
+        raise CliError(f"key history is broken: {problem}", EXIT_VERIFY)

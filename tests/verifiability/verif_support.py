@@ -98,10 +98,10 @@ def backend_toml(
     return "\n".join(lines) + "\n"
 
 
-def make_gateway(tmp_path: Path, backends: list[str], **kwargs: Any) -> Gateway:
+def make_gateway(tmp_path: Path, entries: list[str], **kwargs: Any) -> Gateway:
     text = (
         f'[receipts]\nledger = "{tmp_path / "ledger.sqlite3"}"\nkey = "{tmp_path / "key.pem"}"\n'
-        "[routing]\nbackoff_s = 0.0\n" + "\n".join(backends)
+        "[routing]\nbackoff_s = 0.0\n" + "\n".join(entries)
     )
     config = parse_config(text)
     # Until BackendConfig has `attestation`/`proof` fields, the OpenAI adapter refuses them as
