@@ -59,3 +59,8 @@ def test_standalone_verifier(tmp_path: Path) -> None:
         check=False,
     )
     assert ok.returncode == 0 and ok.stdout.startswith("ok: 5 receipts"), ok.stderr
+
+
+def test_inclusion_proof_example_runs() -> None:
+    block = next(b for b in python_blocks() if "verify_inclusion(text" in b)
+    exec(block, {"__name__": "doc"})
