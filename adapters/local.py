@@ -113,29 +113,36 @@ class LocalBackend(OpenAIBackend):
         """The served model, priced from ``usd_per_hour`` and the measured tokens/s."""
         await self.ensure_ready()
         listings = await super().alist_models()
-        rate = await self.measured_tokens_per_s()
+        measured = await self.measured()
+        rate = measured.get("tokens_per_s")
         price = _price_per_million(self.usd_per_hour, rate)
-        attributes: dict[str, Any] = {"local": True, "tokens_per_s": rate}
+        attributes: dict[str, Any] = {"local": True, **measured}
         # The request time behind ``rate`` includes prefill, so output tokens carry all the cost.
         return [
             ModelListing(id=m.id, input_price=0.0, output_price=price, attributes=attributes)
             for m in listings
         ]
 
-    async def measured_tokens_per_s(self) -> float | None:
-        """Generated tokens per second of request time, from the server's ``/metrics``."""
+    async def measured(self) -> dict[str, float]:
+        """``tokens_per_s`` (generated tokens per second of request time) and ``ttft_s`` (mean
+        time to first token) from the server's ``/metrics``; empty before any request."""
         conn = self.connection
-        root = conn.base_url.removesuffix("/v1")
         try:
-            response = await conn.client().get(root + "/metrics")
+            response = await conn.client().get(conn.base_url.removesuffix("/v1") + "/metrics")
         except httpx.HTTPError:
-            return None
+            return {}
         if response.status_code != 200:
-            return None
+            return {}
         values = _metric_values(response.text)
+        found: dict[str, float] = {}
         tokens = values.get("generation_tokens_total", 0.0)
         seconds = values.get("e2e_request_latency_seconds_sum", 0.0)
-        return tokens / seconds if tokens > 0 and seconds > 0 else None
+        if tokens > 0 and seconds > 0:
+            found["tokens_per_s"] = tokens / seconds
+        ttft_count = values.get("time_to_first_token_seconds_count", 0.0)
+        if ttft_count > 0:
+            found["ttft_s"] = values.get("time_to_first_token_seconds_sum", 0.0) / ttft_count
+        return found
 
 
 def _price_per_million(usd_per_hour: float, tokens_per_s: float | None) -> float:

@@ -131,6 +131,7 @@ async def test_stream_reuse_and_prices_from_measured_throughput(
     [listing] = await again.alist_models()
     rate = listing.attributes["tokens_per_s"]
     assert listing.id == "tiny" and rate > 0
+    assert 0 < listing.attributes["ttft_s"] < 10
     # 3.6 USD/hour = 0.001 USD/s; at `rate` tokens/s one million tokens cost 1000/rate USD.
     assert listing.output_price == pytest.approx(1000 / rate)
     await backend.aclose()

@@ -212,6 +212,18 @@ def test_metrics_count_requests_and_tokens(tiny_url: str) -> None:
     assert "intentmesh_local:num_requests_running" in text
 
 
+def test_a_client_that_leaves_a_stream_cancels_its_generation(tiny_url: str) -> None:
+    name = "intentmesh_local:generation_tokens_total"
+    before = _metric(tiny_url, name)
+    body = {"messages": CHAT, "max_tokens": 480, "ignore_eos": True, "stream": True}
+    with httpx.stream("POST", tiny_url + "/v1/chat/completions", json=body) as response:
+        for n, _ in enumerate(response.iter_lines()):
+            if n > 4:
+                break
+    chat(tiny_url, max_tokens=1)  # queued behind the cancelled job, so it has finished
+    assert _metric(tiny_url, name) - before < 480
+
+
 def _metric(url: str, name: str) -> float:
     for line in httpx.get(url + "/metrics").text.splitlines():
         if line.startswith(name + "{"):
