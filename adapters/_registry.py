@@ -25,10 +25,11 @@ BACKENDS: dict[str, str] = {
     "akashml": "intentmesh.adapters.akash:AkashMLBackend",
     "akash-vllm": "intentmesh.adapters.akash:AkashVLLMBackend",
     "ionet": "intentmesh.adapters.ionet:IONetBackend",
+    "local": "intentmesh.adapters.local:LocalBackend",
 }
 
 # Extra needed for each type's optional dependencies, named in the ImportError we raise.
-_EXTRAS: dict[str, str] = {"bittensor-native": "bittensor"}
+_EXTRAS: dict[str, str] = {"bittensor-native": "bittensor", "local": "local"}
 
 
 class BackendFactory(Protocol):

@@ -10,26 +10,31 @@ from typing import TYPE_CHECKING, Any
 
 from intentmesh.errors import (
     AllBackendsFailed,
+    AttestationFailed,
     AuthenticationError,
     BackendConnectionError,
     BackendError,
     BackendTimeout,
     BackendUnavailable,
     ConfigurationError,
+    ConsensusError,
     DeadlineExceeded,
     ExecutionError,
     IntentmeshError,
     IntentValidationError,
     InvalidRequest,
+    LevelUnavailable,
     MalformedResponse,
     MidStreamError,
     ModelNotFound,
     NoRouteError,
     PaymentRequired,
+    ProofFailed,
     RateLimited,
     ReceiptError,
     RoutingError,
     TransientError,
+    VerificationFailed,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
     from intentmesh._result import InferenceResult
     from intentmesh.adapters.base import Chunk, Usage
     from intentmesh.config import GatewayConfig, load_config
-    from intentmesh.receipts import Receipt
+    from intentmesh.receipts import InclusionProof, Receipt, verify_inclusion
     from intentmesh.router import Attempt, Candidate, Plan, Rejection
 
 # Public names imported on first use (PEP 562), so `import intentmesh` and the CLI stay fast.
@@ -53,6 +58,8 @@ _LAZY: dict[str, str] = {
     "GatewayConfig": "intentmesh.config",
     "load_config": "intentmesh.config",
     "Receipt": "intentmesh.receipts",
+    "InclusionProof": "intentmesh.receipts",
+    "verify_inclusion": "intentmesh.receipts",
     "Attempt": "intentmesh.router",
     "Candidate": "intentmesh.router",
     "Plan": "intentmesh.router",
@@ -64,6 +71,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AllBackendsFailed",
     "Attempt",
+    "AttestationFailed",
     "AuthenticationError",
     "BackendConnectionError",
     "BackendError",
@@ -72,15 +80,18 @@ __all__ = [
     "Candidate",
     "Chunk",
     "ConfigurationError",
+    "ConsensusError",
     "DeadlineExceeded",
     "ExecutionError",
     "Gateway",
     "GatewayConfig",
+    "InclusionProof",
     "InferenceResult",
     "Intent",
     "IntentValidationError",
     "IntentmeshError",
     "InvalidRequest",
+    "LevelUnavailable",
     "MalformedResponse",
     "Message",
     "MidStreamError",
@@ -88,6 +99,7 @@ __all__ = [
     "NoRouteError",
     "PaymentRequired",
     "Plan",
+    "ProofFailed",
     "RateLimited",
     "Receipt",
     "ReceiptError",
@@ -96,12 +108,14 @@ __all__ = [
     "RoutingError",
     "TransientError",
     "Usage",
-    "__version__",
+    "VerificationFailed",
     "ainfer",
     "default_gateway",
     "infer",
     "load_config",
+    "verify_inclusion",
     "verify_receipt",
+    "__version__",
 ]
 
 _default: Gateway | None = None

@@ -28,6 +28,8 @@ _FIXES: dict[str, str] = {
     "networks": "use a list of network or backend names, or None for all",
     "exclude": "use a list of network or backend names, or None",
     "seed": "use a whole number, or None",
+    "consensus_k": "use a whole number of backends from 2 to 16, or None for the default (2)",
+    "consensus_threshold": "use a similarity above 0 and at most 1 (1 = exact match), or None",
 }
 
 
@@ -66,6 +68,8 @@ class Intent(BaseModel):
     exclude: list[str] | None = None
     hedge: bool | float = False
     cache: bool = False
+    consensus_k: int | None = Field(None, ge=2, le=16)
+    consensus_threshold: float | None = Field(None, gt=0.0, le=1.0)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None

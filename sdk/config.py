@@ -68,6 +68,10 @@ class BackendConfig(BaseModel):
     operator: str | None = None
     enabled: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
+    attestation: dict[str, Any] | None = Field(
+        None, description="attestation endpoint and checks (docs/verifiability.md)"
+    )
+    proof: dict[str, Any] | None = Field(None, description="proof system and verifier settings")
 
     @field_validator("name")
     @classmethod
@@ -153,6 +157,9 @@ class GatewayConfig(BaseModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
     models: list[CatalogEntry] = Field(default_factory=list)
+    server: dict[str, Any] | None = Field(
+        None, description="the gateway server's section, validated by intentmesh.server"
+    )
     source: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -18,17 +18,23 @@ translated once, at the adapter boundary (``adapters._http.map_transport_errors`
     │   ├── AuthenticationError     401 / 403
     │   ├── ModelNotFound           404: the backend no longer serves this model
     │   ├── InvalidRequest          400 / 422: no backend would accept it; never failed over
-    │   └── MalformedResponse       the backend answered something we cannot parse
+    │   ├── MalformedResponse       the backend answered something we cannot parse
+    │   ├── VerificationFailed      its evidence for the intent's level did not check out
+    │   │   ├── AttestationFailed   wrong/stale nonce, bad structure, measurement, instance
+    │   │   └── ProofFailed         proof missing, malformed, for other data, or rejected
+    │   └── LevelUnavailable        claims a level it has no means to show; never downgraded
     ├── ExecutionError              the plan ran and did not produce an answer
     │   ├── DeadlineExceeded        ``max_latency_ms`` passed across all attempts
     │   ├── AllBackendsFailed       every candidate failed; ``.attempts`` has each failure
-    │   └── MidStreamError          a stream broke after tokens were delivered; ``.delivered``
+    │   ├── MidStreamError          a stream broke after tokens were delivered; ``.delivered``
+    │   └── ConsensusError          k independent answers disagreed; ``.answers`` has each
     └── ReceiptError                a receipt or the ledger failed verification
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,26 +42,32 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllBackendsFailed",
+    "AttestationFailed",
     "AuthenticationError",
     "BackendConnectionError",
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
     "ConfigurationError",
+    "ConsensusAnswer",
+    "ConsensusError",
     "DeadlineExceeded",
     "ExecutionError",
     "IntentValidationError",
     "IntentmeshError",
     "InvalidRequest",
+    "LevelUnavailable",
     "MalformedResponse",
     "MidStreamError",
     "ModelNotFound",
     "NoRouteError",
     "PaymentRequired",
+    "ProofFailed",
     "RateLimited",
     "ReceiptError",
     "RoutingError",
     "TransientError",
+    "VerificationFailed",
 ]
 
 
@@ -239,3 +251,89 @@ class ReceiptError(IntentmeshError):
     def __init__(self, message: str, *, receipt_id: str | None = None):
         super().__init__(message)
         self.receipt_id = receipt_id
+
+
+class VerificationFailed(BackendError):
+    """The backend answered, but its evidence for the requested level did not verify."""
+
+    check = "verification"
+
+    def __init__(self, message: str, *, backend: str = "", check: str | None = None) -> None:
+        super().__init__(message, backend=backend)
+        if check is not None:
+            self.check = check
+
+    @property
+    def kind(self) -> str:
+        return "verification_failed"
+
+
+class AttestationFailed(VerificationFailed):
+    """Attestation evidence failed a check (``.check`` names it: ``nonce``, ``freshness``,
+    ``structure``, ``instance``, ``measurement``, ``quote_signature``, ``fetch``)."""
+
+    @property
+    def kind(self) -> str:
+        return "attestation_failed"
+
+
+class ProofFailed(VerificationFailed):
+    """The proof of computation was missing, malformed, for other data, or did not verify."""
+
+    @property
+    def kind(self) -> str:
+        return "proof_failed"
+
+
+class LevelUnavailable(BackendError):
+    """The backend is configured with a level it has no means to show; never downgraded."""
+
+    @property
+    def kind(self) -> str:
+        return "level_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusAnswer:
+    """One panel member's answer, as carried by :class:`ConsensusError`."""
+
+    backend: str
+    operator: str
+    text: str
+    similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "operator": self.operator,
+            "text": self.text,
+            "similarity": self.similarity,
+        }
+
+
+class ConsensusError(ExecutionError):
+    """The k independent answers did not agree; no answer is returned.
+
+    ``answers`` lists every backend's answer (with its similarity to the first), ``dissenters``
+    the backends that were penalised, ``threshold`` and ``comparison`` the rule applied.
+    """
+
+    def __init__(
+        self,
+        answers: Sequence[ConsensusAnswer],
+        *,
+        dissenters: Sequence[str],
+        comparison: str,
+        threshold: float,
+        attempts: Sequence[Attempt] = (),
+    ) -> None:
+        shown = "; ".join(f"{a.backend}: {a.text[:60]!r} ({a.similarity:.2f})" for a in answers)
+        super().__init__(
+            f"consensus failed: {len(answers)} backends disagree under {comparison} comparison "
+            f"(threshold {threshold}): {shown}",
+            attempts,
+        )
+        self.answers = list(answers)
+        self.dissenters = list(dissenters)
+        self.comparison = comparison
+        self.threshold = threshold

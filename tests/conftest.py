@@ -56,6 +56,8 @@ def _isolated_home(
     home = tmp_path_factory.mktemp("intentmesh-home")
     monkeypatch.setenv("INTENTMESH_HOME", str(home))
     monkeypatch.delenv("INTENTMESH_CONFIG", raising=False)
+    # Gateway() must not start the embedded local model unless a test asks for it.
+    monkeypatch.setenv("INTENTMESH_LOCAL_DEFAULT", "0")
     for var in (
         "CHUTES_API_KEY",
         "AKASH_API_KEY",

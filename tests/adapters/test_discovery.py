@@ -138,7 +138,8 @@ def test_tee_listing_narrows_a_claimed_attested_level() -> None:
 
 def test_zero_config_from_environment_keys() -> None:
     empty = GatewayConfig()
-    env = {"CHUTES_API_KEY": "cpk_x", "IOINTELLIGENCE_API_KEY": "io", "AKASH_API_KEY": "sk"}
+    env = {"CHUTES_API_KEY": "cpk_x", "IOINTELLIGENCE_API_KEY": "io", "AKASH_API_KEY": "sk",
+           "INTENTMESH_LOCAL_DEFAULT": "0"}
     found = {b.name: b for b in zero_config_backends(empty, env)}
     assert set(found) == {"chutes", "ionet", "akashchat"}
     assert found["ionet"].api_key_env == "IOINTELLIGENCE_API_KEY"

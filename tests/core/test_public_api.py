@@ -26,6 +26,7 @@ def test_all_is_exactly_the_public_surface() -> None:
         "integrations",
         "local_backend",
         "annotations",
+        "verify",
     }
     assert names - submodules <= set(intentmesh.__all__) | {"TYPE_CHECKING", "Any"}
 

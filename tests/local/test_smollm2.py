@@ -101,3 +101,20 @@ def test_torch_engine_loads_the_gguf_through_transformers() -> None:
     params = SamplingParams(max_tokens=12, temperature=0)
     result = run_generation(engine, ids, params, lambda d: None, threading.Event())
     assert "Paris" in result.text
+
+
+def test_zero_config_offers_the_embedded_default(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """No config, no keys: Gateway() plans the embedded model on the local backend (no start)."""
+    from intentmesh._zeroconf import local_default_backend
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INTENTMESH_LOCAL_DEFAULT", "1")
+    if local_default_backend() is None:
+        pytest.skip("no local engine (llama_cpp, or torch+transformers+gguf) is installed")
+    with Gateway() as gateway:
+        plan = gateway.plan(Intent(model="smollm2", prompt=QUESTION))
+    assert [c.backend for c in plan.candidates] == ["local"]
+    assert plan.candidates[0].worst_case_cost_usd == 0
+    monkeypatch.setenv("INTENTMESH_LOCAL_DEFAULT", "0")
+    assert local_default_backend() is None
