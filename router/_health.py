@@ -79,6 +79,7 @@ class HealthBook:
         self._gone: dict[tuple[str, str], float] = {}
         self._penalty: dict[str, float] = {}
         self._priors: dict[float, LatencyEstimate] = {}
+        self._probe_ms: dict[str, float] = {}
 
     @property
     def any_gone(self) -> bool:
@@ -100,6 +101,8 @@ class HealthBook:
         stats = self._latency.get((backend, model))
         if stats is not None:
             return stats.estimate(prior_ms)
+        if self._probe_ms:
+            prior_ms = max(prior_ms, self._probe_ms.get(backend, 0.0))
         prior = self._priors.get(prior_ms)
         if prior is None:
             prior = self._priors[prior_ms] = LatencyEstimate(prior_ms, prior_ms, 0)
@@ -111,6 +114,10 @@ class HealthBook:
         if stats is None:
             stats = self._latency[key] = LatencyStats()
         stats.observe(latency_ms)
+
+    def observe_probe(self, backend: str, latency_ms: float) -> None:
+        """A probe's round trip: no request can be faster, so it raises the latency prior."""
+        self._probe_ms[backend] = latency_ms
 
     def mark_gone(self, backend: str, model: str) -> None:
         """The backend answered 404 for this model: skip it until the mark expires."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -192,6 +193,39 @@ class Gateway:
         if self.prices.active:
             await self.prices.ensure()
             self._offers = self.prices.offers(self._configured_offers)
+
+    # -- health probes ----------------------------------------------------------------
+
+    async def aprobe(self, timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
+        """Probe every backend at once (model list, or Ritual's ``/health``).
+
+        A failure counts against the backend's circuit breaker, a success closes it, and the
+        round trip raises the backend's latency prior; configured models a backend no longer
+        lists are marked gone. Returns each backend's result.
+        """
+        names = list(self.backends)
+        results = await asyncio.gather(*(self.aprobe_backend(n, timeout_s) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    def probe(self, timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
+        """Blocking :meth:`aprobe`."""
+        return self._portal.run(self.aprobe(timeout_s))
+
+    async def aprobe_backend(self, name: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Probe one backend and feed the result to its health (see :meth:`aprobe`)."""
+        from intentmesh._probe import probe_backend
+
+        wanted = [o.provider_model for o in self._offers if o.backend == name]
+        result = await probe_backend(self.backends[name], wanted, timeout_s)
+        if result["ok"]:
+            self.health.record_success(name)
+            self.health.observe_probe(name, result["latency_ms"])
+            for model in result.get("missing_models", ()):
+                self.health.mark_gone(name, model)
+        elif result["ok"] is False:
+            self.health.record_failure(name, result.get("error_kind", "unavailable"),
+                                       result.get("error", ""))
+        return result
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -118,34 +117,8 @@ def _run_probes(gw: Gateway, timeout: float, show_progress: bool) -> dict[str, d
 
 
 async def _probe(gw: Gateway, backend: Backend, limit_s: float) -> dict[str, Any]:
-    import asyncio
-
-    from intentmesh.errors import BackendError
-
-    lister = getattr(backend, "alist_models", None)
-    if lister is None:
-        return {"ok": None, "latency_ms": None, "error": "this backend type cannot be probed"}
-    started = time.perf_counter()
-    try:
-        listing = await asyncio.wait_for(lister(), limit_s)
-    except TimeoutError:
-        return {
-            "ok": False,
-            "latency_ms": None,
-            "error_kind": "timeout",
-            "error": f"no answer in {limit_s:g} s",
-        }
-    except BackendError as exc:
-        return {"ok": False, "latency_ms": None, "error_kind": exc.kind, "error": str(exc)}
-    latency = (time.perf_counter() - started) * 1000
-    listed = {m.id for m in listing}
-    wanted = [o.provider_model for o in gw.offers if o.backend == backend.name]
-    return {
-        "ok": True,
-        "latency_ms": round(latency, 3),
-        "models_listed": len(listed),
-        "missing_models": [m for m in wanted if m not in listed],
-    }
+    """The gateway's own probe, which also feeds its breakers and latency priors."""
+    return await gw.aprobe_backend(backend.name, limit_s)
 
 
 class _progress:
