@@ -53,15 +53,12 @@ class Connection:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.host = httpx.URL(self.base_url).host
         self.headers = dict(headers)
         self.timeout_s = timeout_s
         self._transport = transport
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
         self._clients = weakref.WeakKeyDictionary()
-
-    @property
-    def host(self) -> str:
-        return httpx.URL(self.base_url).host
 
     def client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
