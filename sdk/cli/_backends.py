@@ -160,7 +160,8 @@ def render_backends(data: dict[str, Any]) -> None:
     columns = ["backend", "network", "endpoint", "models", "key", "circuit", "latency", "prices"]
     if data["probed"]:
         columns.append("probe")
-    table = new_table(f"backends ({data['config'] or 'no config file'})", columns)
+    title = f"backends ({data['config'] or 'no config file'})"
+    table = new_table(title, columns, limits={"probe": 48})
     for b in data["backends"]:
         cells = [
             b["name"] + ("" if b["enabled"] else " (disabled)"),
