@@ -6,13 +6,14 @@ import math
 import socket
 import threading
 import time
-from types import TracebackType
 from typing import Any, Self
+
+from intentmesh._lifecycle import Startable
 
 __all__ = ["ThreadedServer"]
 
 
-class ThreadedServer:
+class ThreadedServer(Startable):
     """Serve an ASGI app on ``127.0.0.1`` (ephemeral port) until :meth:`stop`.
 
     ``stop()`` shuts down like SIGTERM does: stop accepting, let in-flight responses finish
@@ -62,14 +63,3 @@ class ThreadedServer:
         self.server.should_exit = True
         self._thread.join(timeout_s)
         self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

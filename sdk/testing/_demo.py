@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
+from intentmesh._lifecycle import Startable
 from intentmesh.testing._openai import FakeOpenAIProvider
 
 __all__ = ["CANONICAL_MODEL", "DEMO_BACKENDS", "DemoBackend", "DemoNetwork"]
@@ -40,7 +39,7 @@ DEMO_BACKENDS: tuple[DemoBackend, ...] = (
 )
 
 
-class DemoNetwork:
+class DemoNetwork(Startable):
     """Start :data:`DEMO_BACKENDS` as fake providers and describe them as intentmesh config.
 
     ``demo.providers["chutes"]`` is the cheapest: inject a fault there to show failover.
@@ -82,35 +81,6 @@ class DemoNetwork:
     def stop(self) -> None:
         for provider in self.providers.values():
             provider.stop()
-
-    async def astart(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def astop(self) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
 
     def env(self) -> dict[str, str]:
         """Environment the config needs (``{api_key_env: api_key}``, or nothing)."""

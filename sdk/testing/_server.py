@@ -18,9 +18,10 @@ import struct
 import threading
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from intentmesh._lifecycle import Startable
 
 __all__ = ["FakeRequest", "FakeResponse", "Handler", "Headers", "LoopbackServer"]
 
@@ -123,7 +124,7 @@ class _BadRequest(Exception):
         self.status = status
 
 
-class LoopbackServer:
+class LoopbackServer(Startable):
     """An HTTP/1.1 server on ``127.0.0.1`` in a daemon thread with its own event loop.
 
     Pass ``handler`` or override :meth:`handle`. Use it with ``with`` / ``async with`` or
@@ -215,36 +216,6 @@ class LoopbackServer:
             thread.join(_STOP_TIMEOUT_S)
             self._loop = self._thread = self._server = None
             self._port = None
-
-    async def astart(self) -> Self:
-        """:meth:`start` without blocking the caller's event loop."""
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def astop(self) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()
 
     # -- loop thread ----------------------------------------------------------------------
 
