@@ -61,6 +61,8 @@ class Connection:
         self._transport = transport
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
         self._clients = weakref.WeakKeyDictionary()
+        self._guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]
+        self._guards = weakref.WeakKeyDictionary()
 
     def client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -74,6 +76,7 @@ class Connection:
                 trust_env=False,
             )
             self._clients[loop] = found
+            self._guards[loop] = _close_with_loop(loop, found)
         return found
 
     def timeout(self, seconds: float | None) -> httpx.Timeout:
@@ -89,6 +92,29 @@ class Connection:
         client = self._clients.pop(loop, None)
         if client is not None:
             await client.aclose()
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> object:
+    """Close ``client`` when its loop shuts down, even if nobody called ``aclose``.
+
+    An async generator suspended at its ``yield`` is closed by the loop's
+    ``shutdown_asyncgens()`` (``asyncio.run`` calls it), which runs its ``finally``.
+    """
+
+    async def guard() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if not client.is_closed:
+                await client.aclose()
+
+    gen = guard()
+    task = loop.create_task(_advance(gen))
+    return gen, task
+
+
+async def _advance(gen: AsyncIterator[None]) -> None:
+    await gen.__anext__()
 
 
 def default_transport() -> httpx.AsyncBaseTransport | None:
