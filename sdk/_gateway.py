@@ -177,6 +177,11 @@ class Gateway:
                 self._key = SigningKey.load_or_create(Path(cfg.key or default_key_path()))
         return self._key
 
+    @property
+    def public_key(self) -> str:
+        """The hex Ed25519 public key receipts are signed with (give it to whoever verifies)."""
+        return self.signing_key.public_key_hex()
+
     def verify_ledger(self) -> LedgerReport:
         """Check every signature and the hash chain; the report names the first bad receipt."""
         return self.ledger.verify()

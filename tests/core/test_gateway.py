@@ -41,6 +41,9 @@ def test_cheapest_backend_serves_with_receipt(make_gateway: GatewayFactory) -> N
     assert res.cost_usd == pytest.approx(expected)
     assert res.receipt is not None
     assert verify_receipt(res.receipt, gw.signing_key.public_key_bytes())
+    assert verify_receipt(res.receipt.to_json(), gw.public_key)
+    other = make_gateway().signing_key  # same key file: same key
+    assert other.public_key_hex() == gw.public_key
     assert res.receipt["backend"] == "cheap"
     assert gw.verify_ledger()
 
