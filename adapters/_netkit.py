@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from intentmesh.adapters.openai import OpenAIOptions
 from intentmesh.config import BackendConfig
-from intentmesh.errors import ConfigurationError
 
 __all__ = ["per_million", "split_options"]
 
@@ -27,12 +26,7 @@ _PER_TOKEN_BELOW = 1e-3
 
 def split_options(config: BackendConfig, options: type[OptionsT]) -> tuple[OptionsT, BackendConfig]:
     """Validate the adapter's options; return them and the config the OpenAI base accepts."""
-    try:
-        parsed = options.model_validate(config.options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        bad = ".".join(str(p) for p in err["loc"])
-        raise ConfigurationError(f"backend {config.name!r}: option {bad!r}: {err['msg']}") from None
+    parsed = config.parse_options(options)
     own = set(config.options) - set(OpenAIOptions.model_fields)
     base = BackendConfig.model_validate(config.model_dump(exclude=own))
     return parsed, base

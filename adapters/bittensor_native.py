@@ -24,7 +24,7 @@ from typing import Protocol
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from intentmesh.adapters._epistula import Hotkey, epistula_headers
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
@@ -166,14 +166,7 @@ class BittensorNativeBackend:
 
     @classmethod
     def from_config(cls, config: BackendConfig) -> BittensorNativeBackend:
-        try:
-            options = BittensorOptions.model_validate(config.options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            bad = ".".join(str(p) for p in err["loc"])
-            raise ConfigurationError(
-                f"backend {config.name!r}: option {bad!r}: {err['msg']}"
-            ) from None
+        options = config.parse_options(BittensorOptions)
         seed = os.environ.get(options.hotkey_seed_env)
         if not seed:
             raise ConfigurationError(

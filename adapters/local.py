@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing
 from intentmesh.adapters.openai import OpenAIBackend
 from intentmesh.config import BackendConfig
-from intentmesh.errors import BackendConnectionError, BackendUnavailable, ConfigurationError
+from intentmesh.errors import BackendConnectionError, BackendUnavailable
 from intentmesh.local_backend import DEFAULT_HOST, DEFAULT_PORT, LocalServer
 
 __all__ = ["LocalBackend", "LocalOptions"]
@@ -58,13 +58,7 @@ class LocalBackend(OpenAIBackend):
 
     @classmethod
     def from_config(cls, config: BackendConfig) -> LocalBackend:
-        try:
-            options = LocalOptions.model_validate(config.options)
-        except ValidationError as exc:
-            bad = ".".join(str(p) for p in exc.errors()[0]["loc"])
-            raise ConfigurationError(
-                f"backend {config.name!r}: option {bad!r}: {exc.errors()[0]['msg']}"
-            ) from None
+        options = config.parse_options(LocalOptions)
         server = LocalServer(
             options.model, engine=options.engine, host=options.host, port=options.port,
             vllm_python=options.vllm_python, vllm_args=options.vllm_args,

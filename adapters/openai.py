@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from intentmesh.adapters._http import (
     Connection,
@@ -85,13 +85,7 @@ class OpenAIBackend:
     @classmethod
     def from_config(cls, config: BackendConfig) -> OpenAIBackend:
         """Build from a ``[[backends]]`` entry; the key is read from ``api_key_env``."""
-        try:
-            options = OpenAIOptions.model_validate(config.options)
-        except ValidationError as exc:
-            bad = ".".join(str(p) for p in exc.errors()[0]["loc"])
-            raise ConfigurationError(
-                f"backend {config.name!r}: option {bad!r}: {exc.errors()[0]['msg']}"
-            ) from None
+        options = config.parse_options(OpenAIOptions)
         profile = cls._profile_with(options)
         base_url = config.base_url or profile.default_base_url
         if not base_url:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from intentmesh.adapters._http import Connection, error_for_status, map_transport_errors
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
@@ -120,14 +120,7 @@ class RitualBackend:
 
     @classmethod
     def from_config(cls, config: BackendConfig) -> RitualBackend:
-        try:
-            options = RitualOptions.model_validate(config.options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            bad = ".".join(str(p) for p in err["loc"])
-            raise ConfigurationError(
-                f"backend {config.name!r}: option {bad!r}: {err['msg']}"
-            ) from None
+        options = config.parse_options(RitualOptions)
         if not config.base_url:
             raise ConfigurationError(f"backend {config.name!r}: base_url (the node) is required")
         return cls(

@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,6 +30,7 @@ __all__ = [
     "parse_config",
 ]
 
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -105,6 +106,17 @@ class BackendConfig(BaseModel):
     def options(self) -> dict[str, Any]:
         """Adapter-specific keys (validated by the adapter type)."""
         return dict(self.model_extra or {})
+
+    def parse_options(self, model: type[OptionsT]) -> OptionsT:
+        """Validate the adapter-specific keys with the adapter's options model."""
+        try:
+            return model.model_validate(self.options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            bad = ".".join(str(p) for p in err["loc"])
+            raise ConfigurationError(
+                f"backend {self.name!r}: option {bad!r}: {err['msg']}"
+            ) from None
 
     def api_key(self) -> str | None:
         """The key from the environment; never stored in config, receipts or logs."""
