@@ -6,6 +6,7 @@ Lookup order for ``Gateway()``: ``$INTENTMESH_CONFIG``, ``./intentmesh.toml``, t
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import tomllib
@@ -107,7 +108,7 @@ class BackendConfig(BaseModel):
         """Adapter-specific keys (validated by the adapter type)."""
         return dict(self.model_extra or {})
 
-    def parse_options(self, model: type[OptionsT]) -> OptionsT:
+    def parse_options(self, model: builtins.type[OptionsT]) -> OptionsT:
         """Validate the adapter-specific keys with the adapter's options model."""
         try:
             return model.model_validate(self.options)

@@ -39,7 +39,7 @@ def test_mypy_strict_is_clean(tmp_path: Path) -> None:
     env = {**os.environ, "MYPYPATH": str(tree)}
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--cache-dir", str(ROOT / ".mypy_cache"), "-p", "intentmesh"],
+         "--cache-dir", str(tmp_path / ".mypy_cache"), "-p", "intentmesh"],
         cwd=tmp_path, capture_output=True, text=True, env=env,
     )
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-2000:]
