@@ -35,6 +35,7 @@ __all__ = [
     "iter_sse_data",
     "map_transport_errors",
     "parse_retry_after",
+    "StreamTruncated",
 ]
 
 _LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30)
@@ -246,4 +247,8 @@ async def iter_sse_data(response: httpx.Response, backend: str = "") -> AsyncIte
             return
         if payload:
             yield payload
-    raise BackendConnectionError("stream ended without [DONE] (truncated)", backend=backend)
+    raise StreamTruncated("stream ended without [DONE] (truncated)", backend=backend)
+
+
+class StreamTruncated(BackendConnectionError):
+    """The SSE body ended without ``[DONE]``; complete only if a finish reason was seen."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from intentmesh.adapters._http import (
     Connection,
+    StreamTruncated,
     error_for_status,
     error_message,
     iter_sse_data,
@@ -221,8 +222,15 @@ class OpenAIBackend:
                 if response.status_code >= 400:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise error_for_status(response.status_code, text, response.headers, self.name)
-                async for payload in iter_sse_data(response, self.name):
-                    yield self.parse_chunk(json.loads(payload))
+                finished = False
+                try:
+                    async for payload in iter_sse_data(response, self.name):
+                        chunk = self.parse_chunk(json.loads(payload))
+                        finished = finished or chunk.finish_reason is not None
+                        yield chunk
+                except StreamTruncated:
+                    if not finished:  # servers that close after the last chunk without [DONE]
+                        raise
 
     async def alist_models(self) -> list[ModelListing]:
         """``GET /models`` in the OpenAI list shape."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-from core_support import MODEL, GatewayFactory
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from intentmesh import Intent, MidStreamError
-from intentmesh.testing import FakeOpenAIProvider, Fault
+import pytest
+from core_support import MODEL, GatewayFactory, backend_toml
+
+from intentmesh import Gateway, Intent, MidStreamError
+from intentmesh.config import parse_config
+from intentmesh.testing import FakeOpenAIProvider, FakeRequest, FakeResponse, Fault, LoopbackServer
 
 
 def intent(**kw: object) -> Intent:
@@ -103,3 +108,28 @@ def test_hedged_stream_first_token_wins(
     assert stream.result is not None and stream.result.backend == "mid"
     outcomes = {a.backend: a.outcome for a in stream.result.attempts}
     assert outcomes == {"cheap": "cancelled", "mid": "ok"}
+
+
+def test_stream_closed_after_finish_without_done_is_complete(tmp_path: Path) -> None:
+    """Some servers end the body after the finish chunk and never send [DONE]."""
+    events = [{"choices": [{"index": 0, "delta": {"content": w}}]} for w in ("no ", "done")]
+    events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+
+    async def handler(request: FakeRequest) -> FakeResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for event in events:
+                yield f"data: {json.dumps(event)}\n\n".encode()
+
+        return FakeResponse.streaming(body(), headers={"content-type": "text/event-stream"})
+
+    with LoopbackServer(handler) as server:
+        config = parse_config(
+            f'[receipts]\nledger = "{tmp_path / "l.db"}"\nkey = "{tmp_path / "k.pem"}"\n'
+            + backend_toml("plain", server.base_url, input_price=0.1, output_price=0.1)
+        )
+        with Gateway(config) as gw:
+            stream = gw.stream(intent())
+            text = "".join(c.text for c in stream)
+    assert text == "no done"
+    assert stream.result is not None and stream.result.finish_reason == "stop"
+    assert stream.result.usage.estimated
