@@ -141,6 +141,8 @@ class OpenAIBackend:
 
     def parse_completion(self, data: Any, headers: Mapping[str, str]) -> Completion:
         """Read a non-streamed answer; anything unexpected is a MalformedResponse."""
+        if isinstance(data, dict) and "error" in data and "choices" not in data:
+            raise self.in_stream_error(data)  # an error object sent with status 200
         try:
             choice = data["choices"][0]
             if "message" in choice:

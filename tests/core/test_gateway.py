@@ -319,3 +319,13 @@ def test_api_key_never_in_receipt(
     assert res.backend == "cheap"
     assert res.receipt is not None
     assert "sk-very-secret-value" not in res.receipt.to_json()
+
+
+def test_error_object_with_status_200_is_classified(
+    make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
+) -> None:
+    body = {"error": {"message": "overloaded", "type": "server_error", "code": 503}}
+    providers["cheap"].fail_next(1, Fault.status(200, body=body))
+    res = make_gateway().infer(intent())
+    assert outcomes(res)[0] == ("cheap", "error", "unavailable")
+    assert res.backend == "cheap"  # retried: 503 is transient
