@@ -38,6 +38,8 @@ __all__ = ["Budget", "Call", "Executor", "Outcome", "RetryPolicy", "SkippedAttem
 
 T = TypeVar("T")
 _EPS = 1e-12
+_CIRCUIT_OPEN = "circuit open"
+_NO_BUDGET = "price cap: not enough budget left for its worst case"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,12 @@ class Budget:
     committed: float = 0.0
     reserved: float = 0.0
 
+    def fits(self, amount: float) -> bool:
+        """Whether ``amount`` more could be spent without breaking the cap."""
+        return self.cap is None or self.committed + self.reserved + amount <= self.cap + _EPS
+
     def try_reserve(self, amount: float) -> bool:
-        if self.cap is not None and self.committed + self.reserved + amount > self.cap + _EPS:
+        if not self.fits(amount):
             return False
         self.reserved += amount
         return True
@@ -81,10 +87,6 @@ class Budget:
     def settle(self, reserved: float, actual: float) -> None:
         self.reserved -= reserved
         self.committed += actual
-
-    @property
-    def left(self) -> float | None:
-        return None if self.cap is None else self.cap - self.committed - self.reserved
 
 
 @dataclass(slots=True)
@@ -205,16 +207,21 @@ class Executor:
         raise self._all_failed(call, errors)
 
     def _skip_reason(self, call: Call, cand: Candidate) -> str | None:
-        """Record a skipped attempt and say why, or None when the candidate may run."""
-        reason = None
+        """Before launching: record a skipped attempt and say why, or None when it may run."""
         if not self.health.breaker(cand.backend).allows():
-            reason = "circuit open"
-        elif call.budget.left is not None and cand.worst_case_cost_usd > call.budget.left + _EPS:
-            reason = "price cap: not enough budget left for its worst case"
-        if reason:
-            rec = self._new_attempt(call, cand, hedge=False, retry=0)
-            rec.outcome, rec.error_kind, rec.error = "skipped", "skipped", reason
+            reason = _CIRCUIT_OPEN
+        elif not call.budget.fits(cand.worst_case_cost_usd):
+            reason = _NO_BUDGET
+        else:
+            return None
+        self._record_skip(call, cand, False, 0, reason)
         return reason
+
+    def _record_skip(
+        self, call: Call, cand: Candidate, hedge: bool, retry: int, reason: str
+    ) -> None:
+        rec = self._new_attempt(call, cand, hedge, retry)
+        rec.outcome, rec.error_kind, rec.error = "skipped", "skipped", reason
 
     def _all_failed(self, call: Call, errors: list[BaseException]) -> AllBackendsFailed:
         tried = [a for a in call.attempts if a.outcome != "skipped"]
@@ -288,8 +295,7 @@ class Executor:
         remaining = self._remaining(call)
         if remaining is not None and policy.wait_s(retry, error) >= remaining:
             return False
-        left = call.budget.left
-        return left is None or cand.worst_case_cost_usd <= left + _EPS
+        return call.budget.fits(cand.worst_case_cost_usd)
 
     # -- one attempt ------------------------------------------------------------------
 
@@ -308,16 +314,14 @@ class Executor:
 
     def _begin(self, call: Call, cand: Candidate, hedge: bool, retry: int) -> Attempt:
         """Take the breaker and reserve the worst case; a skipped try is recorded and raised."""
-        reason = None
         if not self.health.breaker(cand.backend).acquire():
-            reason = "circuit open"
+            reason = _CIRCUIT_OPEN
         elif not call.budget.try_reserve(cand.worst_case_cost_usd):
-            reason = "price cap: not enough budget left for its worst case"
-        rec = self._new_attempt(call, cand, hedge, retry)
-        if reason:
-            rec.outcome, rec.error_kind, rec.error = "skipped", "skipped", reason
-            raise SkippedAttempt(cand.backend, reason)
-        return rec
+            reason = _NO_BUDGET
+        else:
+            return self._new_attempt(call, cand, hedge, retry)
+        self._record_skip(call, cand, hedge, retry, reason)
+        raise SkippedAttempt(cand.backend, reason)
 
     async def _attempt_complete(
         self, call: Call, cand: Candidate, hedge: bool, retry: int

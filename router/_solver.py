@@ -101,9 +101,7 @@ def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rej
             f"{name}: circuit open after repeated failures (retry in {breaker.retry_in_s():.0f} s)",
             model,
         )
-    worst = (
-        request.prompt_tokens_max * offer.input_price + request.max_tokens * offer.output_price
-    ) / 1e6
+    worst = offer.worst_case_cost(request.prompt_tokens_max, request.max_tokens)
     if request.max_price_usd is not None and worst > request.max_price_usd:
         return Rejection(
             name,
@@ -121,9 +119,7 @@ def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rej
             model,
         )
     expected_out = int(request.max_tokens * EXPECTED_OUTPUT_FRACTION)
-    expected = (
-        request.prompt_tokens_expected * offer.input_price + expected_out * offer.output_price
-    ) / 1e6
+    expected = offer.cost(request.prompt_tokens_expected, expected_out)
     return _Quote(offer, worst, expected, latency)
 
 

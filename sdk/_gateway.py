@@ -7,6 +7,7 @@ import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -374,8 +375,6 @@ class Gateway:
     ) -> InferenceResult:
         if intent.verifiability == "none" or not self.config.receipts.enabled:
             return result
-        from dataclasses import replace
-
         receipt = self._issue_receipt(intent, result, call)
         return replace(result, receipt=receipt)
 
@@ -421,8 +420,6 @@ class Gateway:
         return self.ledger.append(fields, self.signing_key)
 
     def _from_cache(self, intent: Intent, hit: InferenceResult, started: float) -> InferenceResult:
-        from dataclasses import replace
-
         result = replace(
             hit,
             cached=True,
