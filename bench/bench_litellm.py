@@ -3,8 +3,8 @@
     /tmp/litellm-venv/bin/python bench/bench_litellm.py BASE_URL N
 
 Measures its own httpx floor and ``Router.acompletion`` against the same loopback provider,
-sequentially and at concurrency 64, and prints one JSON line. Its ``measure``/``percentiles`` mirror bench_core.py's on purpose:
-this file runs in a venv without intentmesh, so it cannot import them.
+sequentially and at concurrency 64, and prints one JSON line. Its ``measure`` and
+``percentiles`` mirror bench_core.py's on purpose: this file runs in a venv without intentmesh.
 """
 
 from __future__ import annotations
