@@ -1,5 +1,6 @@
 """Backend adapters: one file per backend family behind the small interface in ``base``."""
 
+from intentmesh.adapters._registry import build_backend, register
 from intentmesh.adapters.base import (
     Backend,
     ChatRequest,
@@ -18,4 +19,6 @@ __all__ = [
     "ModelListing",
     "PriceDiscovery",
     "Usage",
+    "build_backend",
+    "register",
 ]

@@ -10,7 +10,7 @@ import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -30,14 +30,22 @@ from intentmesh.errors import (
 
 __all__ = [
     "Connection",
+    "MAX_BODY_BYTES_PER_TOKEN",
+    "MIN_BODY_BYTES",
     "error_for_status",
     "error_message",
+    "hard_timeout",
     "iter_sse_data",
     "map_transport_errors",
     "parse_retry_after",
+    "read_limited",
     "StreamTruncated",
 ]
 
+# A non-streamed body is read up to max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
+# bytes (JSON escapes and metadata included); more than that is cut, not read.
+MAX_BODY_BYTES_PER_TOKEN = 256
+MIN_BODY_BYTES = 256 * 1024
 _LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30)
 
 
@@ -168,6 +176,37 @@ def map_transport_errors(backend: str) -> Iterator[None]:
         if _timed_out(exc):
             raise BackendTimeout(f"timed out ({detail})", backend=backend) from exc
         raise BackendConnectionError(f"connection failed: {detail}", backend=backend) from exc
+
+
+@asynccontextmanager
+async def hard_timeout(seconds: float | None, backend: str) -> AsyncIterator[None]:
+    """A ceiling on a whole exchange (connect, headers, full body): httpx's own timeouts are
+    per read, so an upstream trickling one byte at a time would never trip them."""
+    if seconds is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise BackendTimeout(
+            f"no complete answer within timeout_s={seconds:.3g}", backend=backend
+        ) from None
+
+
+async def read_limited(response: httpx.Response, limit: int, backend: str) -> bytes:
+    """The body, or a :class:`MalformedResponse` once it grows past ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise MalformedResponse(
+                f"response body passed {limit} bytes, more than max_tokens allows; cut",
+                backend=backend,
+            )
+        parts.append(part)
+    return b"".join(parts)
 
 
 def error_message(body: Any) -> str:

@@ -19,14 +19,26 @@ from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
 from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
-from intentmesh.adapters._registry import build_backend
+from intentmesh.adapters import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
 from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
 from intentmesh.errors import ConfigurationError, NoRouteError
-from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan, RouteRequest
-from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy
-from intentmesh.router._solver import solve
-from intentmesh.router._tokens import estimate_prompt_tokens
+from intentmesh.router import (
+    AttemptLimits,
+    BreakerPolicy,
+    Budget,
+    Call,
+    Candidate,
+    Executor,
+    HealthBook,
+    Offer,
+    Outcome,
+    Plan,
+    RetryPolicy,
+    RouteRequest,
+    estimate_prompt_tokens,
+    solve,
+)
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
@@ -73,7 +85,9 @@ class Gateway:
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
         self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
-        self._executor = Executor(self.backends, self.health, self._retry_policies())
+        self._executor = Executor(
+            self.backends, self.health, self._retry_policies(), limits=self._attempt_limits()
+        )
         self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
         self._ledger_arg = ledger
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
@@ -285,9 +299,20 @@ class Gateway:
                         latency_prior_ms=model.latency_ms or entry.latency_ms,
                         verifiability=levels,
                         operator=entry.operator or entry.name,
+                        context_length=model.context_length or self._context_of(model.name),
                     )
                 )
         return offers
+
+    def _context_of(self, model: str) -> int | None:
+        known = self.catalog.models.get(self.catalog.resolve(model))
+        return known.context_length if known is not None else None
+
+    def _attempt_limits(self) -> dict[str, AttemptLimits]:
+        return {
+            e.name: AttemptLimits(e.timeout_s, e.first_token_timeout_s, e.stall_timeout_s)
+            for e in self.config.backends
+        }
 
     def _retry_policies(self) -> dict[str, RetryPolicy]:
         r = self.config.routing
@@ -326,7 +351,14 @@ class Gateway:
         if intent.max_latency_ms is not None:
             deadline = time.monotonic() + intent.max_latency_ms / 1000
         return Call(
-            plan, build, Budget(intent.max_price_usd), deadline, self._hedge_delay(intent, plan)
+            plan,
+            build,
+            Budget(intent.max_price_usd),
+            deadline,
+            self._hedge_delay(intent, plan),
+            max_ttft_s=None if intent.max_ttft_ms is None else intent.max_ttft_ms / 1000,
+            stall_s=None if intent.stall_ms is None else intent.stall_ms / 1000,
+            on_midstream=intent.on_midstream,
         )
 
     def _hedge_delay(self, intent: Intent, plan: Plan) -> float | None:
@@ -367,6 +399,7 @@ class Gateway:
             quote=cand,
             flags=tuple(outcome.flags),
             tool_calls=completion.tool_calls,
+            audit=outcome.audit,
         )
         return self._with_receipt(intent, result, call)
 
@@ -416,6 +449,7 @@ class Gateway:
             "cached": result.cached,
             "flags": list(result.flags),
         }
+        fields.update(result.audit)
         fields.update(self.verification.receipt_fields(result))
         return self.ledger.append(fields, self.signing_key)
 
@@ -539,4 +573,7 @@ def _attempt_summary(a: Any) -> dict[str, Any]:
         "hedge",
     )
     data = a.to_dict()
-    return {k: data.get(k) for k in keys}
+    summary = {k: data.get(k) for k in keys}
+    if "continues" in data:
+        summary["continues"] = data["continues"]
+    return summary

@@ -33,7 +33,7 @@ from intentmesh._verifiers._proof import (
     build_proof_verifier,
 )
 from intentmesh._verifiers._tdx import TdxQuote, build_tdx_quote, parse_tdx_quote
-from intentmesh.router._consensus import ConsensusPlan, ConsensusPolicy
+from intentmesh.router import ConsensusPlan, ConsensusPolicy
 
 __all__ = [
     "PROOF_SYSTEMS",

@@ -13,7 +13,7 @@ from intentmesh._gateway import Gateway
 from intentmesh._intent import Intent
 from intentmesh._result import InferenceResult
 from intentmesh.adapters.base import Chunk
-from intentmesh.router._executor import Call
+from intentmesh.router import Call
 
 __all__ = ["LiveStream"]
 
