@@ -222,3 +222,48 @@ def test_midstream_breaks_open_the_circuit(
     with pytest.raises(NoRouteError):
         list(gw.stream(intent(networks=["cheap"])))
     assert gw.health.breaker("cheap").state == "open"
+
+
+# -- 10. mid-stream continuation ---------------------------------------------------------------
+
+
+def test_continue_splices_the_next_backend_without_duplicates(
+    make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
+) -> None:
+    providers["cheap"].fail_next(1, Fault.reset_mid_stream(after_chunks=3))
+    gw = make_gateway()
+    prompt = "one two three four five six"
+    run = gw.stream(intent(prompt=prompt, on_midstream="continue"))
+    pieces = [c.text for c in run]
+    res = run.result
+    assert res is not None
+    assert "".join(pieces) == res.text == f"echo: {prompt}"
+    assert [(a.backend, a.outcome) for a in res.attempts] == [("cheap", "error"), ("mid", "ok")]
+    sent = providers["mid"].requests[-1].json()
+    assert sent["continue_final_message"] is True
+    assert sent["messages"][-1] == {"role": "assistant", "content": "echo: one"}
+    receipt = res.receipt
+    assert receipt is not None
+    assert receipt["continuation"]["splice_at_chars"] == len("echo: one")
+    assert receipt["continuation"]["from_backend"] == "cheap"
+    assert receipt["attempts"][1]["continues"] == {"backend": "cheap", "at_chars": 9}
+    assert res.cost_usd == pytest.approx(sum(a.cost_usd for a in res.attempts))
+    assert res.attempts[0].cost_usd > 0  # the broken attempt's delivered tokens are paid for
+
+
+def test_continue_with_no_candidate_left_raises_midstream_error(
+    make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
+) -> None:
+    providers["cheap"].always(Fault.reset_mid_stream(after_chunks=3))
+    with pytest.raises(MidStreamError) as info:
+        list(make_gateway().stream(intent(networks=["cheap"], on_midstream="continue")))
+    assert info.value.delivered == "echo: hello"
+
+
+def test_on_midstream_error_is_the_default(
+    make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
+) -> None:
+    providers["cheap"].fail_next(1, Fault.reset_mid_stream(after_chunks=3))
+    with pytest.raises(MidStreamError):
+        list(make_gateway().stream(intent()))
+    assert providers["mid"].calls["/v1/chat/completions"] == 0
