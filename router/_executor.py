@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from intentmesh.adapters.base import Backend, ChatRequest, Completion, Usage
 from intentmesh.errors import (
@@ -34,6 +34,9 @@ from intentmesh.errors import (
 from intentmesh.router._accounting import Audit, max_answer_chars, settle_usage
 from intentmesh.router._health import HealthBook
 from intentmesh.router._plan import Attempt, Candidate, Plan
+
+if TYPE_CHECKING:
+    from intentmesh.router._streaming import StreamRun
 
 __all__ = [
     "AttemptFn",
@@ -199,7 +202,7 @@ class Executor:
         """
         return await self.run(call, attempt or self.attempt)
 
-    def stream(self, call: Call) -> Any:
+    def stream(self, call: Call) -> StreamRun:
         """Run ``call`` as a stream; iterate the returned :class:`StreamRun` for chunks."""
         from intentmesh.router._streaming import StreamRun
 

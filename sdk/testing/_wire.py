@@ -130,7 +130,7 @@ def parse_request(kind: Kind, payload: Any) -> Wire:
         raise WireError(400, "'model' is required and must be a string", "model")
     prompt = _parse_messages(payload) if kind == "chat" else _parse_prompt(payload)
     prefill = None
-    if kind == "chat" and payload.get("continue_final_message") is True:
+    if isinstance(prompt, list) and payload.get("continue_final_message") is True:
         if prompt[-1].get("role") != "assistant":
             raise WireError(400, "continue_final_message needs a final assistant message")
         prefill, prompt = content_text(prompt[-1].get("content")), prompt[:-1]

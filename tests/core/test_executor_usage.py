@@ -51,8 +51,8 @@ def test_a_stream_of_nothing_but_garbage_still_fails(
 def test_runaway_stream_is_cut_at_max_tokens_and_not_overcharged(
     make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
 ) -> None:
-    providers["cheap"].fail_next(1, Fault.runaway(chars=1_000_000))
-    gw = make_gateway()
+    providers["cheap"].fail_next(1, Fault.runaway(chars=200_000))  # 65x what 64 tokens allow
+    gw = make_gateway(per_backend={"cheap": {"timeout_s": 60}})
     i = intent(max_tokens=64)
     cap = worst_case(gw, i)
     run = gw.stream(i)
