@@ -1,0 +1,217 @@
+"""Streamed and unstreamed requests get the same verification, discovery, budgets and receipts.
+
+The server opens streams through the SDK's own :meth:`ResultStream.aopen`, so a level that fails
+verification is refused before any content, whether or not the client streams.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from server_fakes import GOLDEN_MRTD, TeeProvider
+from server_support import MODEL
+
+from intentmesh import Gateway
+from intentmesh.config import parse_config
+from intentmesh.server import KeyConfig, ThreadedServer, create_app
+from intentmesh.testing import FakeOpenAIProvider
+from intentmesh.testing.networks import ChutesModel, FakeChutes
+
+LEVELS = ["receipt", "attested", "consensus"]
+TEAM_KEY = "sk-team-0123456789abcdef"
+
+
+def tee_entry(name: str, provider: FakeOpenAIProvider, price: float) -> str:
+    return f"""
+[[backends]]
+name = "{name}"
+base_url = "{provider.base_url}"
+retries = 0
+timeout_s = 10
+operator = "op-{name}"
+verifiability = ["attested", "consensus"]
+attestation = {{ kind = "openai", golden = [{{ mrtd = "{GOLDEN_MRTD}" }}] }}
+[[backends.models]]
+name = "{MODEL}"
+id = "fake-llama"
+input_price = {price}
+output_price = {price * 2}
+"""
+
+
+def config_text(tmp_path: Path, entries: str) -> str:
+    receipts = f'[receipts]\nledger = "{tmp_path / "ledger.db"}"\nkey = "{tmp_path / "k.pem"}"\n'
+    return receipts + "[routing]\nbackoff_s = 0.0\nbackoff_max_s = 0.0\n" + entries
+
+
+class Served:
+    """A gateway server over two TEE providers, with one budgeted key."""
+
+    def __init__(self, gateway: Gateway, budget_usd: float | None = 1.0) -> None:
+        self.gateway = gateway
+        team = KeyConfig(name="team", key=TEAM_KEY, budget_usd=budget_usd)
+        self.app = create_app(gateway, keys=[team])
+        self.server = ThreadedServer(self.app).start()
+        self.client = httpx.Client(
+            base_url=self.server.base_url, headers={"authorization": f"Bearer {TEAM_KEY}"},
+            timeout=30,
+        )
+
+    def post(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        """Status, headers and the JSON body, or the list of SSE events of a 200 stream."""
+        response = self.client.post("/chat/completions", json=body)
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+            return response.status_code, dict(response.headers), events
+        return response.status_code, dict(response.headers), response.json()
+
+    def spent(self) -> float:
+        """The key's settled spend (a stream settles just after its last byte is sent)."""
+        book = self.app.state.handlers.service.book
+        deadline = time.monotonic() + 60
+        while book.balance("team")[2] > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _budget, spent, reserved = book.balance("team")
+        assert reserved == 0
+        return float(spent)
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop()
+        self.gateway.close()
+
+
+@pytest.fixture
+def serve_tees(tmp_path: Path) -> Iterator[Callable[[bool], Served]]:
+    """``serve_tees(honest)``: honest providers agree and attest to the golden measurement;
+    dishonest ones attest to another measurement and give different answers."""
+    started: list[Any] = []
+
+    def make(honest: bool) -> Served:
+        providers = [
+            TeeProvider(
+                GOLDEN_MRTD if honest else "99" * 48,
+                reply=None if honest else (lambda _p, w=word: w),
+            )
+            for word in ("four", "five")
+        ]
+        for p in providers:
+            started.append(p.start())
+        entries = tee_entry("a", providers[0], 0.1) + tee_entry("b", providers[1], 0.2)
+        served = Served(Gateway(parse_config(config_text(tmp_path, entries))))
+        started.append(served)
+        return served
+
+    yield make
+    for thing in reversed(started):
+        thing.close() if isinstance(thing, Served) else thing.stop()
+
+
+def body(level: str, stream: bool, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "2+2?"}],
+        "max_tokens": 16,
+        "stream": stream,
+        "stream_options": {"include_usage": True},
+        "intent": {"verifiability": level},
+        **extra,
+    }
+
+
+def answer(stream: bool, payload: Any) -> tuple[str, dict[str, Any]]:
+    """The text and the ``intentmesh`` object of a 200 answer, streamed or not."""
+    if not stream:
+        return payload["choices"][0]["message"]["content"], payload["intentmesh"]
+    assert payload[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in payload[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    return text, chunks[-1]["intentmesh"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("level", LEVELS)
+def test_every_level_answers_alike_streamed_or_not(
+    serve_tees: Callable[[bool], Served], level: str, stream: bool
+) -> None:
+    served = serve_tees(True)
+    status, headers, payload = served.post(body(level, stream))
+    assert status == 200, payload
+    text, info = answer(stream, payload)
+    assert text == "echo: 2+2?"
+    assert headers["x-intentmesh-backend"] == info["backend"] == "a"
+    receipt = served.gateway.ledger.get(info["receipt_id"])
+    assert receipt is not None and receipt.body["verifiability"] == level
+    block = receipt.body.get("verification")
+    if level == "receipt":
+        assert block is None
+    else:
+        assert block is not None and block["level"] == level
+    if level == "consensus":
+        assert {m["backend"] for m in block["members"]} == {"a", "b"}
+    assert info["cost_usd"] > 0
+    assert served.spent() == pytest.approx(info["cost_usd"])  # the key's budget is charged alike
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(
+    ("level", "named"), [("attested", "failed check: measurement"), ("consensus", "consensus")]
+)
+def test_failed_verification_is_refused_before_any_content(
+    serve_tees: Callable[[bool], Served], level: str, named: str, stream: bool
+) -> None:
+    served = serve_tees(False)
+    status, headers, payload = served.post(body(level, stream))
+    assert status == 502, payload
+    assert not headers.get("content-type", "").startswith("text/event-stream")
+    error = payload["error"]
+    assert error["type"] == "upstream_error" and error["code"] == "verification_failed"
+    assert named in error["message"]
+    assert set(payload) == {"error"}  # no choices, no content
+    if level == "attested":
+        assert "four" not in json.dumps(payload)
+    assert len(served.gateway.ledger) == 0  # no receipt claims a level that was not shown
+    assert served.spent() > 0  # the refused answers were billed upstream, streamed or not
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_verified_preset_against_a_bad_measurement(
+    serve_tees: Callable[[bool], Served], stream: bool
+) -> None:
+    served = serve_tees(False)
+    status, _headers, payload = served.post(
+        {**body("attested", stream), "model": f"{MODEL}:verified", "intent": {}}
+    )
+    assert status == 502, payload
+    assert payload["error"]["code"] == "verification_failed"
+    assert "measurement" in payload["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_first_request_to_a_discovery_only_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """A backend with no models in its config (what zero-config makes) is served from its
+    live listing on the very first request, streamed or not."""
+    with FakeChutes([ChutesModel("unsloth/Llama-3.1-8B-Instruct")]) as chutes:
+        monkeypatch.setenv("TEST_CHUTES_KEY", chutes.key or "")
+        entry = (
+            f'[[backends]]\nname = "chutes"\ntype = "chutes"\nbase_url = "{chutes.base_url}"\n'
+            'api_key_env = "TEST_CHUTES_KEY"\nretries = 0\n'
+        )
+        # No key budget: reserving one plans, and planning would warm the prices itself.
+        served = Served(Gateway(parse_config(config_text(tmp_path, entry))), budget_usd=None)
+        try:
+            status, headers, payload = served.post(body("receipt", stream))
+        finally:
+            served.close()
+    assert status == 200, payload
+    text, info = answer(stream, payload)
+    assert text and info["backend"] == "chutes" and headers["x-intentmesh-backend"] == "chutes"
+    assert info["model"] == MODEL and info["cost_usd"] > 0
