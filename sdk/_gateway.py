@@ -20,6 +20,7 @@ from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
 from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
+from intentmesh.adapters._http import add_secrets
 from intentmesh.adapters._registry import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
 from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
@@ -54,6 +55,7 @@ class Gateway:
         self.config = _coerce_config(config)
         if config is None:  # zero-config: networks whose API key is in the environment
             self.config = with_zero_config(self.config)
+        add_secrets(*self.config.secret_values())  # never echoed back from upstream errors
         self.catalog = catalog or _catalog_with(self.config)
         routing = self.config.routing
         self.health = health or HealthBook(

@@ -33,6 +33,8 @@ __all__ = [
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_CREDENTIAL = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
+_SIGNING_KEY_ENV = "INTENTMESH_SIGNING_KEY"  # receipts' default signer (intentmesh._keys.KEY_ENV)
 
 
 class ModelEntry(BaseModel):
@@ -174,6 +176,19 @@ class GatewayConfig(BaseModel):
         None, description="the gateway server's section, validated by intentmesh.server"
     )
     source: str | None = Field(None, exclude=True)
+
+    def secret_values(self) -> list[str]:
+        """Every secret this config points at, read from the environment: upstream API keys,
+        other ``*_env`` options (hotkey seeds), credential headers and the receipt signer."""
+        names = [self.receipts.key_env, _SIGNING_KEY_ENV]
+        values: list[str] = []
+        for entry in self.backends:
+            names.append(entry.api_key_env)
+            options = entry.options.items()
+            names += [v for k, v in options if k.endswith("_env") and isinstance(v, str)]
+            values += [v for k, v in entry.headers.items() if _CREDENTIAL.search(k)]
+        values += [os.environ.get(name, "") for name in names if name]
+        return [v for v in values if v]
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

@@ -20,7 +20,7 @@ from server_support import MODEL
 from intentmesh import Gateway
 from intentmesh.config import parse_config
 from intentmesh.server import KeyConfig, ThreadedServer, create_app
-from intentmesh.testing import FakeOpenAIProvider
+from intentmesh.testing import FakeOpenAIProvider, Fault
 from intentmesh.testing.networks import ChutesModel, FakeChutes
 
 LEVELS = ["receipt", "attested", "consensus"]
@@ -215,3 +215,30 @@ def test_first_request_to_a_discovery_only_backend(
     text, info = answer(stream, payload)
     assert text and info["backend"] == "chutes" and headers["x-intentmesh-backend"] == "chutes"
     assert info["model"] == MODEL and info["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_secrets_echoed_by_an_upstream_stay_out_of_answers_and_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    upstream_key = "sk-upstream-aaaabbbbccccdddd"
+    monkeypatch.setenv("TRUST_UPSTREAM_KEY", upstream_key)
+    with FakeOpenAIProvider(["fake-llama"], api_key=upstream_key) as provider:
+        said = f"Incorrect API key provided: {upstream_key}; your gateway sent {TEAM_KEY}"
+        provider.always(Fault.status(401, {"error": {"message": said, "type": "auth"}}))
+        entry = (
+            f'[[backends]]\nname = "echoer"\nbase_url = "{provider.base_url}"\n'
+            'api_key_env = "TRUST_UPSTREAM_KEY"\nretries = 0\n'
+            f'[[backends.models]]\nname = "{MODEL}"\nid = "fake-llama"\n'
+        )
+        served = Served(Gateway(parse_config(config_text(tmp_path, entry))))
+        try:
+            status, _headers, payload = served.post(body("receipt", stream))
+            health = served.client.get(served.server.url + "/health").text
+        finally:
+            served.close()
+    answer_text = json.dumps(payload)
+    assert status == 502 and "Incorrect API key provided: [REDACTED]" in answer_text, payload
+    assert "[REDACTED]" in health
+    for text in (answer_text, health):
+        assert upstream_key not in text and TEAM_KEY not in text, text
