@@ -152,7 +152,7 @@ class _Handlers:
     ) -> AsyncIterator[bytes]:
         kind = job.request.kind
         rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}"
-        created, model = int(time.time()), self.gateway.catalog.resolve(job.intent.models[0])
+        created, model = int(time.time()), stream.model  # the model that answers
         finish: str | None = None
         try:
             first = True

@@ -218,6 +218,35 @@ def test_first_request_to_a_discovery_only_backend(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_answers_carry_the_model_that_answered(tmp_path: Path, stream: bool) -> None:
+    with FakeOpenAIProvider(["fake-llama"]) as first, FakeOpenAIProvider(["fake-qwen"]) as second:
+        first.always(Fault.status(503))
+        entries = "".join(
+            f'[[backends]]\nname = "{name}"\nbase_url = "{p.base_url}"\nretries = 0\n'
+            f'[[backends.models]]\nname = "{model}"\nid = "{pid}"\n'
+            "input_price = 0.1\noutput_price = 0.2\n"
+            for name, p, model, pid in (
+                ("first", first, MODEL, "fake-llama"),
+                ("second", second, "qwen3-32b", "fake-qwen"),
+            )
+        )
+        served = Served(Gateway(parse_config(config_text(tmp_path, entries))))
+        try:
+            request = body("receipt", stream)
+            request["intent"]["model"] = [MODEL, "qwen3-32b"]
+            status, _headers, payload = served.post(request)
+        finally:
+            served.close()
+    assert status == 200, payload
+    if stream:
+        chunks = [json.loads(e) for e in payload[:-1]]
+        assert {c["model"] for c in chunks} == {"qwen3-32b"}
+    else:
+        assert payload["model"] == "qwen3-32b"
+    assert answer(stream, payload)[1]["backend"] == "second"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_secrets_echoed_by_an_upstream_stay_out_of_answers_and_health(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool
 ) -> None:
