@@ -7,6 +7,8 @@ verification is refused before any content, whether or not the client streams.
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from server_support import MODEL
 from intentmesh import Gateway
 from intentmesh.config import parse_config
 from intentmesh.server import KeyConfig, ThreadedServer, create_app
+from intentmesh.server._budget import SpendBook
 from intentmesh.testing import FakeOpenAIProvider, Fault
 from intentmesh.testing.networks import ChutesModel, FakeChutes
 
@@ -271,3 +274,32 @@ def test_secrets_echoed_by_an_upstream_stay_out_of_answers_and_health(
     assert "[REDACTED]" in health
     for text in (answer_text, health):
         assert upstream_key not in text and TEAM_KEY not in text, text
+
+
+def test_budget_db_opens_while_another_worker_holds_its_lock(tmp_path: Path) -> None:
+    """Workers started together race to switch the shared budget file to WAL; SQLite answers
+    "database is locked" at once there, so opening retries within the busy timeout."""
+    path = tmp_path / "budgets.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    opened: list[SpendBook] = []
+    errors: list[BaseException] = []
+
+    def open_book() -> None:
+        try:
+            opened.append(SpendBook(str(path)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=open_book)
+    worker.start()
+    worker.join(1.0)  # it used to fail here at once
+    holder.execute("COMMIT")
+    holder.close()
+    worker.join(120)
+    assert errors == [] and len(opened) == 1
+    opened[0].open_account("team", 1.0)
+    assert opened[0].balance("team") == (1.0, 0.0, 0.0)
+    opened[0].close()
