@@ -23,7 +23,13 @@ from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters._http import add_secrets
 from intentmesh.adapters._registry import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
-from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
+from intentmesh.config import (
+    BackendConfig,
+    GatewayConfig,
+    discover_config_path,
+    load_config,
+    parse_config,
+)
 from intentmesh.errors import ConfigurationError, NoRouteError
 from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan, RouteRequest
 from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy, StreamRun
@@ -65,14 +71,14 @@ class Gateway:
         for entry in self.config.backends:
             if entry.enabled:
                 given = (backends or {}).get(entry.name)
-                self.backends[entry.name] = given or build_backend(entry)
+                self.backends[entry.name] = given or _build(self.config, entry)
         unknown = set(backends or {}) - set(self.backends)
         if unknown:
             raise ConfigurationError(
                 f"backends= names {sorted(unknown)} that are not enabled in the config"
             )
         self._networks = {e.name: e.label for e in self.config.backends if e.enabled}
-        self.verification = LevelRunner(self.config, self.health)
+        self.verification = _level_runner(self.config, self.health)
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
         self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
@@ -583,6 +589,29 @@ def _catalog_with(config: GatewayConfig) -> Catalog:
             )
         )
     return catalog
+
+
+def _level_runner(config: GatewayConfig, health: HealthBook) -> LevelRunner:
+    """The verifiability levels; an ``attestation``/``proof`` error names file, line, key."""
+    try:
+        return LevelRunner(config, health)
+    except ConfigurationError as exc:
+        # The verifiers name their backend first: "backend 'x': attestation.chute_id ...".
+        named = [e for e in config.backends if exc.detail.startswith(f"backend {e.name!r}")]
+        entry = named[0] if named else None
+        if entry is None:
+            raise
+        if exc.key is None and (entry.attestation is None) != (entry.proof is None):
+            exc.key = "attestation" if entry.attestation is not None else "proof"
+        raise config.located(exc, entry.name) from None
+
+
+def _build(config: GatewayConfig, entry: BackendConfig) -> Backend:
+    """The adapter for ``entry``; its configuration errors name file, line and key."""
+    try:
+        return build_backend(entry)
+    except ConfigurationError as exc:
+        raise config.located(exc, entry.name) from None
 
 
 def _is_ledger(value: object) -> bool:
