@@ -51,14 +51,18 @@ def backend_class(type_name: str) -> type[BackendFactory]:
     target = BACKENDS.get(type_name)
     if target is None:
         known = ", ".join(sorted(BACKENDS))
-        raise ConfigurationError(f"unknown backend type {type_name!r}; known types: {known}")
+        raise ConfigurationError(
+            f"unknown backend type {type_name!r}; known types: {known}", key="type"
+        )
     module_name, _, attr = target.partition(":")
     try:
         module = import_module(module_name)
     except ImportError as exc:
         extra = _EXTRAS.get(type_name)
         hint = f"; install it with: pip install 'intentmesh[{extra}]'" if extra else ""
-        raise ConfigurationError(f"backend type {type_name!r} is unavailable: {exc}{hint}") from exc
+        raise ConfigurationError(
+            f"backend type {type_name!r} is unavailable: {exc}{hint}", key="type"
+        ) from exc
     return cast(type[BackendFactory], getattr(module, attr))
 
 

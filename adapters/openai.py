@@ -90,12 +90,15 @@ class OpenAIBackend:
         profile = cls._profile_with(options)
         base_url = config.base_url or profile.default_base_url
         if not base_url:
-            raise ConfigurationError(f"backend {config.name!r}: base_url is required")
+            raise ConfigurationError(
+                f"backend {config.name!r}: base_url is required", key="base_url"
+            )
         key_env = config.api_key_env or profile.default_api_key_env
         api_key = os.environ.get(key_env) if key_env else None
         if profile.require_key and not api_key:
             raise ConfigurationError(
-                f"backend {config.name!r}: set the API key in the environment variable {key_env}"
+                f"backend {config.name!r}: set the API key in the environment variable {key_env}",
+                key="api_key_env",
             )
         return cls(
             config.name,

@@ -76,15 +76,27 @@ class IntentmeshError(Exception):
 
 
 class ConfigurationError(IntentmeshError):
-    """The configuration is wrong; the message names the place and the fix."""
+    """The configuration is wrong; the message names the place and the fix.
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None):
+    ``source`` (file), ``line`` and ``key`` (the offending key, e.g. ``base_url``) when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ):
         where = source or ""
         if line is not None:
             where = f"{where}:{line}" if where else f"line {line}"
         super().__init__(f"{where}: {message}" if where else message)
         self.source = source
         self.line = line
+        self.key = key
+        self.detail = message
 
 
 class IntentValidationError(IntentmeshError, ValueError):

@@ -225,9 +225,11 @@ class LevelRunner:
     def _rejected(self, outcome: Outcome, exc: VerificationFailed) -> VerificationFailed:
         """Turn a verified-looking success into a failed attempt, and penalise the backend."""
         backend = outcome.candidate.backend
-        error = type(exc)(str(exc).removeprefix(f"{backend}: "), backend=backend, check=exc.check)
+        message = f"{str(exc).removeprefix(f'{backend}: ')} (failed check: {exc.check})"
+        error = type(exc)(message, backend=backend, check=exc.check)
         rec = outcome.attempt
         rec.outcome, rec.error_kind, rec.error = "error", error.kind, str(error)
+        rec.extra["check"] = error.check
         self.health.penalize(backend)
         self.health.record_failure(backend, error.kind, str(error))
         return error
