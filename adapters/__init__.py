@@ -5,8 +5,14 @@ from intentmesh.adapters.base import (
     ChatRequest,
     Chunk,
     Completion,
+    DiscoversPrices,
+    HasEndpoint,
+    HealthCheck,
+    ListsModels,
     ModelListing,
     PriceDiscovery,
+    ProofBundle,
+    ProvesCompletions,
     Usage,
 )
 
@@ -15,7 +21,13 @@ __all__ = [
     "ChatRequest",
     "Chunk",
     "Completion",
+    "DiscoversPrices",
+    "HasEndpoint",
+    "HealthCheck",
+    "ListsModels",
     "ModelListing",
     "PriceDiscovery",
+    "ProofBundle",
+    "ProvesCompletions",
     "Usage",
 ]

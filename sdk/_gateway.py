@@ -20,7 +20,7 @@ from intentmesh._result import InferenceResult
 from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters._registry import build_backend
-from intentmesh.adapters.base import Backend, ChatRequest, Chunk
+from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
 from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
 from intentmesh.errors import ConfigurationError, NoRouteError
 from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan, RouteRequest
@@ -382,7 +382,7 @@ class Gateway:
         from intentmesh.receipts._body import receipt_fields
 
         backend = self.backends.get(result.backend)
-        host = str(getattr(backend, "endpoint_host", "") or "")
+        host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""
         fields = receipt_fields(intent, result, host)
         fields.update(self.verification.receipt_fields(result))
         return self.ledger.append(fields, self.signing_key)
