@@ -1,5 +1,11 @@
-"""Backend adapters: one file per backend family behind the small interface in ``base``."""
+"""Backend adapters: one file per backend family behind the small interface in ``base``.
 
+``register(type_name, "module:Class", network=..., key_env=..., zero_config=...)`` adds an
+adapter type (see ``docs/architecture.md``, "Adding a backend"); ``build_backend(config)``
+builds the adapter a config entry names.
+"""
+
+from intentmesh.adapters._registry import BackendSpec, backend_specs, build_backend, register
 from intentmesh.adapters.base import (
     Backend,
     ChatRequest,
@@ -18,6 +24,7 @@ from intentmesh.adapters.base import (
 
 __all__ = [
     "Backend",
+    "BackendSpec",
     "ChatRequest",
     "Chunk",
     "Completion",
@@ -30,4 +37,7 @@ __all__ = [
     "ProofBundle",
     "ProvesCompletions",
     "Usage",
+    "backend_specs",
+    "build_backend",
+    "register",
 ]

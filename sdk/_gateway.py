@@ -19,7 +19,7 @@ from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
 from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
-from intentmesh.adapters._registry import build_backend
+from intentmesh.adapters import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
 from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
 from intentmesh.errors import ConfigurationError, NoRouteError
