@@ -17,7 +17,6 @@ from intentmesh._discovery import PriceBook
 from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
-from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
@@ -27,6 +26,7 @@ from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan,
 from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy
 from intentmesh.router._solver import solve
 from intentmesh.router._tokens import estimate_prompt_tokens
+from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey

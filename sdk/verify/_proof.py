@@ -31,10 +31,9 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Protocol
 
-from intentmesh._verifiers._errors import ProofFailed
 from intentmesh.adapters.base import ProofBundle
 from intentmesh.adapters.base import ProvesCompletions as ProvingBackend
-from intentmesh.errors import ConfigurationError
+from intentmesh.errors import ConfigurationError, ProofFailed
 
 __all__ = [
     "PROOF_SYSTEMS",
@@ -46,7 +45,7 @@ __all__ = [
     "build_proof_verifier",
 ]
 
-PROOF_SYSTEMS: dict[str, str] = {"ezkl": "intentmesh._verifiers._proof:EzklVerifier"}
+PROOF_SYSTEMS: dict[str, str] = {"ezkl": "intentmesh.verify._proof:EzklVerifier"}
 """Proof system name -> ``"module:Class"``, resolved when a backend uses it."""
 
 
