@@ -57,7 +57,6 @@ class AkashChatBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://chatapi.akash.network/api/v1",
-        default_api_key_env="AKASH_API_KEY",
         require_key=True,
     )
     discovers_prices: ClassVar[bool] = True
@@ -88,7 +87,6 @@ class AkashMLBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://api.akashml.com/v1",
-        default_api_key_env="AKASHML_API_KEY",
         require_key=True,
     )
     discovers_prices: ClassVar[bool] = True
@@ -142,7 +140,6 @@ class AkashVLLMOptions(OpenAIOptions):
 class AkashVLLMBackend(OpenAIBackend):
     """vLLM's OpenAI server at your lease's ingress URI; ``VLLM_API_KEY`` is its key."""
 
-    default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(default_api_key_env="VLLM_API_KEY")
     discovers_prices: ClassVar[bool] = True
     options: AkashVLLMOptions = AkashVLLMOptions()
 

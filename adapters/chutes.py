@@ -45,7 +45,6 @@ class ChutesBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://llm.chutes.ai/v1",
-        default_api_key_env="CHUTES_API_KEY",
         require_key=True,
     )
     discovers_prices: ClassVar[bool] = True

@@ -19,9 +19,9 @@ from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
 from intentmesh._zeroconf import with_zero_config
+from intentmesh.adapters import build_backend
 from intentmesh.adapters._http import add_secrets
-from intentmesh.adapters._registry import build_backend
-from intentmesh.adapters.base import Backend, ChatRequest, Chunk
+from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
 from intentmesh.config import (
     BackendConfig,
     GatewayConfig,
@@ -402,7 +402,7 @@ class Gateway:
         from intentmesh.receipts._body import receipt_fields
 
         backend = self.backends.get(result.backend)
-        host = str(getattr(backend, "endpoint_host", "") or "")
+        host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""
         fields = receipt_fields(intent, result, host)
         fields.update(self.verification.receipt_fields(result))
         return self.ledger.append(fields, self.signing_key)
