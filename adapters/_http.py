@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -32,17 +32,25 @@ from intentmesh.errors import (
 __all__ = [
     "REDACTED",
     "Connection",
+    "MAX_BODY_BYTES_PER_TOKEN",
+    "MIN_BODY_BYTES",
     "Secrets",
     "add_secrets",
     "error_for_status",
     "error_message",
+    "hard_timeout",
     "iter_sse_data",
     "map_transport_errors",
     "parse_retry_after",
+    "read_limited",
     "redact",
     "StreamTruncated",
 ]
 
+# A non-streamed body is read up to max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
+# bytes (JSON escapes and metadata included); more than that is cut, not read.
+MAX_BODY_BYTES_PER_TOKEN = 256
+MIN_BODY_BYTES = 256 * 1024
 _LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30)
 REDACTED = "[REDACTED]"
 _MIN_SECRET = 8  # shorter values would blank out ordinary words (real keys are longer)
@@ -250,6 +258,35 @@ def _redact_error(exc: BackendError) -> None:
     exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
     exc.body = redact(exc.body)
     exc.headers = {k: redact(v) for k, v in exc.headers.items()}
+@asynccontextmanager
+async def hard_timeout(seconds: float | None, backend: str) -> AsyncIterator[None]:
+    """A ceiling on a whole exchange (connect, headers, full body): httpx's own timeouts are
+    per read, so an upstream trickling one byte at a time would never trip them."""
+    if seconds is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise BackendTimeout(
+            f"no complete answer within timeout_s={seconds:.3g}", backend=backend
+        ) from None
+
+
+async def read_limited(response: httpx.Response, limit: int, backend: str) -> bytes:
+    """The body, or a :class:`MalformedResponse` once it grows past ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise MalformedResponse(
+                f"response body passed {limit} bytes, more than max_tokens allows; cut",
+                backend=backend,
+            )
+        parts.append(part)
+    return b"".join(parts)
 
 
 def error_message(body: Any) -> str:

@@ -16,12 +16,16 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from intentmesh.adapters._http import (
+    MAX_BODY_BYTES_PER_TOKEN,
+    MIN_BODY_BYTES,
     Connection,
     StreamTruncated,
     error_for_status,
     error_message,
+    hard_timeout,
     iter_sse_data,
     map_transport_errors,
+    read_limited,
 )
 from intentmesh.adapters._registry import key_env_of
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing, Usage
@@ -29,6 +33,9 @@ from intentmesh.config import BackendConfig
 from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse, MissingApiKey
 
 __all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile"]
+
+# Undecodable SSE events in a row that end a stream (one alone is skipped and counted).
+MAX_MALFORMED_IN_A_ROW = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,20 +220,26 @@ class OpenAIBackend:
             raise MissingApiKey(self.missing_key_env, backend=self.name)
 
     async def acomplete(self, request: ChatRequest) -> Completion:
+        """One answer; ``request.timeout_s`` bounds the whole exchange, the body its size."""
         self.check_key()
         body = self.build_body(request, stream=False)
         conn = self.connection
+        limit = request.max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
         with map_transport_errors(self.name):
-            response = await conn.client().post(
-                conn.base_url + self._path(request),
-                content=json.dumps(body).encode(),
-                timeout=conn.timeout(request.timeout_s),
-            )
+            async with (
+                hard_timeout(request.timeout_s or conn.timeout_s, self.name),
+                conn.client().stream(
+                    "POST",
+                    conn.base_url + self._path(request),
+                    content=json.dumps(body).encode(),
+                    timeout=conn.timeout(request.timeout_s),
+                ) as response,
+            ):
+                raw = await read_limited(response, limit, self.name)
             if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = json.loads(response.content)
+                text = raw.decode("utf-8", "replace")
+                raise error_for_status(response.status_code, text, response.headers, self.name)
+            data = json.loads(raw)
         return self.parse_completion(data, response.headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -244,14 +257,29 @@ class OpenAIBackend:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise error_for_status(response.status_code, text, response.headers, self.name)
                 finished = False
+                events = _EventCount()
                 try:
                     async for payload in iter_sse_data(response, self.name):
-                        chunk = self.parse_chunk(json.loads(payload))
+                        chunk = self._event(payload, events)
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
                 except StreamTruncated:
                     if not finished:  # servers that close after the last chunk without [DONE]
                         raise
+                events.check_end(self.name)
+
+    def _event(self, payload: str, events: _EventCount) -> Chunk:
+        """One SSE payload as a chunk; an undecodable one is skipped, counted, and reported
+        as an empty chunk with ``malformed_events=1``."""
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise ValueError("stream event is not an object")
+        except ValueError as exc:
+            events.bad(self.name, exc)
+            return Chunk(malformed_events=1)
+        events.good()
+        return self.parse_chunk(data)
 
     async def alist_models(self) -> list[ModelListing]:
         """``GET /models`` in the OpenAI list shape."""
@@ -270,6 +298,33 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self.connection.aclose()
+
+
+class _EventCount:
+    """Good and bad events of one stream: garbage alone, or too much in a row, fails it."""
+
+    def __init__(self) -> None:
+        self.valid = 0
+        self.malformed = 0
+        self.in_a_row = 0
+
+    def good(self) -> None:
+        self.valid += 1
+        self.in_a_row = 0
+
+    def bad(self, backend: str, exc: Exception) -> None:
+        self.malformed += 1
+        self.in_a_row += 1
+        if self.in_a_row >= MAX_MALFORMED_IN_A_ROW:
+            raise MalformedResponse(
+                f"{self.in_a_row} undecodable stream events in a row ({exc})", backend=backend
+            )
+
+    def check_end(self, backend: str) -> None:
+        if self.malformed and not self.valid:
+            raise MalformedResponse(
+                f"stream carried no valid event ({self.malformed} undecodable)", backend=backend
+            )
 
 
 def _usage(data: Any) -> Usage | None:

@@ -93,6 +93,12 @@ class CircuitBreaker:
         if fatal or self._state == "half_open" or self._failures >= self.policy.failure_threshold:
             self._open(self.policy.fatal_cooldown_s if fatal else self.policy.cooldown_s)
 
+    def trip(self, reason: str) -> None:
+        """Open at once for the long cooldown (a backend caught lying about its bill)."""
+        self.last_error = reason
+        self.ever_failed = True
+        self._open(self.policy.fatal_cooldown_s)
+
     def _open(self, cooldown: float) -> None:
         self._state = "open"
         self._opened_at = self._clock()

@@ -136,6 +136,12 @@ class HealthBook:
         """Lower a backend in rankings (it lied about usage or model); decays on success."""
         self._penalty[backend] = self._penalty.get(backend, 0.0) + amount
 
+    def quarantine(self, backend: str, reason: str) -> None:
+        """Exclude a backend that billed beyond its own quote: heavy penalty, circuit open for
+        the breaker's long (fatal) cooldown."""
+        self.penalize(backend, 10.0)
+        self.breaker(backend).trip(reason)
+
     def penalty(self, backend: str) -> float:
         return self._penalty.get(backend, 0.0)
 

@@ -30,10 +30,23 @@ from intentmesh.config import (
     parse_config,
 )
 from intentmesh.errors import ConfigurationError, NoRouteError
-from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan, RouteRequest
-from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy, StreamRun
-from intentmesh.router._solver import solve
-from intentmesh.router._tokens import estimate_prompt_tokens
+from intentmesh.router import (
+    AttemptLimits,
+    BreakerPolicy,
+    Budget,
+    Call,
+    Candidate,
+    Executor,
+    HealthBook,
+    Offer,
+    Outcome,
+    Plan,
+    RetryPolicy,
+    RouteRequest,
+    StreamRun,
+    estimate_prompt_tokens,
+    solve,
+)
 from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
@@ -82,7 +95,9 @@ class Gateway:
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
         self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
-        self._executor = Executor(self.backends, self.health, self._retry_policies())
+        self._executor = Executor(
+            self.backends, self.health, self._retry_policies(), limits=self._attempt_limits()
+        )
         self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
         self._ledger_arg = ledger
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
@@ -290,9 +305,20 @@ class Gateway:
                         latency_prior_ms=model.latency_ms or entry.latency_ms,
                         verifiability=levels,
                         operator=entry.operator or entry.name,
+                        context_length=model.context_length or self._context_of(model.name),
                     )
                 )
         return offers
+
+    def _context_of(self, model: str) -> int | None:
+        known = self.catalog.models.get(self.catalog.resolve(model))
+        return known.context_length if known is not None else None
+
+    def _attempt_limits(self) -> dict[str, AttemptLimits]:
+        return {
+            e.name: AttemptLimits(e.timeout_s, e.first_token_timeout_s, e.stall_timeout_s)
+            for e in self.config.backends
+        }
 
     def _retry_policies(self) -> dict[str, RetryPolicy]:
         r = self.config.routing
@@ -331,7 +357,14 @@ class Gateway:
         if intent.max_latency_ms is not None:
             deadline = time.monotonic() + intent.max_latency_ms / 1000
         return Call(
-            plan, build, Budget(intent.max_price_usd), deadline, self._hedge_delay(intent, plan)
+            plan,
+            build,
+            Budget(intent.max_price_usd),
+            deadline,
+            self._hedge_delay(intent, plan),
+            max_ttft_s=None if intent.max_ttft_ms is None else intent.max_ttft_ms / 1000,
+            stall_s=None if intent.stall_ms is None else intent.stall_ms / 1000,
+            on_midstream=intent.on_midstream,
         )
 
     def _cached(self, intent: Intent, started: float) -> InferenceResult | None:
@@ -387,6 +420,7 @@ class Gateway:
             quote=cand,
             flags=tuple(outcome.flags),
             tool_calls=completion.tool_calls,
+            audit=outcome.audit,
         )
         return self._with_receipt(intent, result, call)
 

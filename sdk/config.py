@@ -74,7 +74,13 @@ class BackendConfig(BaseModel):
     api_key_env: str | None = None
     models: list[ModelEntry] = Field(default_factory=list)
     latency_ms: float = Field(800.0, gt=0.0, description="latency prior before observations")
-    timeout_s: float = Field(60.0, gt=0.0)
+    timeout_s: float = Field(60.0, gt=0.0, description="hard ceiling on one whole attempt")
+    first_token_timeout_s: float | None = Field(
+        None, gt=0.0, description="abandon an attempt with no token after this long"
+    )
+    stall_timeout_s: float | None = Field(
+        None, gt=0.0, description="end a stream whose tokens stop for this long"
+    )
     retries: int = Field(2, ge=0, le=10)
     verifiability: list[str] = Field(default_factory=list)
     operator: str | None = None
