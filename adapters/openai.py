@@ -27,9 +27,10 @@ from intentmesh.adapters._http import (
     map_transport_errors,
     read_limited,
 )
+from intentmesh.adapters._registry import key_env_of
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing, Usage
 from intentmesh.config import BackendConfig
-from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse
+from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse, MissingApiKey
 
 __all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile"]
 
@@ -51,7 +52,7 @@ class OpenAIProfile:
     send_stream_flag: bool = True
     include_usage: bool = True
     default_base_url: str | None = None
-    default_api_key_env: str | None = None
+    default_api_key_env: str | None = None  # None: the registry spec's key_env
     require_key: bool = False
 
 
@@ -70,6 +71,7 @@ class OpenAIBackend:
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile()
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
+    discovers_prices: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -81,9 +83,12 @@ class OpenAIBackend:
         timeout_s: float = 60.0,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key_env: str | None = None,
     ) -> None:
         self.name = name
         self.profile = profile or type(self).default_profile
+        # A config that names the key's variable while it is unset fails before sending.
+        self.missing_key_env = api_key_env if api_key_env and not api_key else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             scheme = self.profile.auth_scheme
@@ -97,12 +102,18 @@ class OpenAIBackend:
         profile = cls._profile_with(options)
         base_url = config.base_url or profile.default_base_url
         if not base_url:
-            raise ConfigurationError(f"backend {config.name!r}: base_url is required")
-        key_env = config.api_key_env or profile.default_api_key_env
+            raise ConfigurationError(
+                f"backend {config.name!r}: base_url is required", key="base_url"
+            )
+        key_env = (
+            config.api_key_env or profile.default_api_key_env or key_env_of(config.type)
+        )
         api_key = os.environ.get(key_env) if key_env else None
         if profile.require_key and not api_key:
             raise ConfigurationError(
-                f"backend {config.name!r}: set the API key in the environment variable {key_env}"
+                f"backend {config.name!r}: {key_env} is not set; set the API key in the "
+                f"environment variable {key_env}",
+                key="api_key_env",
             )
         return cls(
             config.name,
@@ -111,6 +122,7 @@ class OpenAIBackend:
             profile=profile,
             timeout_s=config.timeout_s,
             headers=config.headers,
+            api_key_env=config.api_key_env,
         )
 
     @classmethod
@@ -202,8 +214,14 @@ class OpenAIBackend:
 
     # -- I/O --------------------------------------------------------------------------
 
+    def check_key(self) -> None:
+        """Raise :class:`MissingApiKey` when the configured key variable is unset."""
+        if self.missing_key_env:
+            raise MissingApiKey(self.missing_key_env, backend=self.name)
+
     async def acomplete(self, request: ChatRequest) -> Completion:
         """One answer; ``request.timeout_s`` bounds the whole exchange, the body its size."""
+        self.check_key()
         body = self.build_body(request, stream=False)
         conn = self.connection
         limit = request.max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
@@ -225,6 +243,7 @@ class OpenAIBackend:
         return self.parse_completion(data, response.headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        self.check_key()
         body = self.build_body(request, stream=True)
         conn = self.connection
         with map_transport_errors(self.name):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from intentmesh._cache import ResponseCache
 from intentmesh._catalog import Catalog, CatalogModel, default_catalog
@@ -17,11 +18,17 @@ from intentmesh._discovery import PriceBook
 from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
-from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters import build_backend
-from intentmesh.adapters.base import Backend, ChatRequest, Chunk
-from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
+from intentmesh.adapters._http import add_secrets
+from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
+from intentmesh.config import (
+    BackendConfig,
+    GatewayConfig,
+    discover_config_path,
+    load_config,
+    parse_config,
+)
 from intentmesh.errors import ConfigurationError, NoRouteError
 from intentmesh.router import (
     AttemptLimits,
@@ -36,9 +43,11 @@ from intentmesh.router import (
     Plan,
     RetryPolicy,
     RouteRequest,
+    StreamRun,
     estimate_prompt_tokens,
     solve,
 )
+from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
@@ -65,6 +74,7 @@ class Gateway:
         self.config = _coerce_config(config)
         if config is None:  # zero-config: networks whose API key is in the environment
             self.config = with_zero_config(self.config)
+        add_secrets(*self.config.secret_values())  # never echoed back from upstream errors
         self.catalog = catalog or _catalog_with(self.config)
         routing = self.config.routing
         self.health = health or HealthBook(
@@ -74,14 +84,14 @@ class Gateway:
         for entry in self.config.backends:
             if entry.enabled:
                 given = (backends or {}).get(entry.name)
-                self.backends[entry.name] = given or build_backend(entry)
+                self.backends[entry.name] = given or _build(self.config, entry)
         unknown = set(backends or {}) - set(self.backends)
         if unknown:
             raise ConfigurationError(
                 f"backends= names {sorted(unknown)} that are not enabled in the config"
             )
         self._networks = {e.name: e.label for e in self.config.backends if e.enabled}
-        self.verification = LevelRunner(self.config, self.health)
+        self.verification = _level_runner(self.config, self.health)
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
         self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
@@ -139,20 +149,16 @@ class Gateway:
         intent = _coerce_intent(intent, fields)
         started = time.perf_counter()
         await self._update_prices()
-        key = self._cache.key_for(intent, self.catalog) if intent.cache else None
-        if key is not None:
-            hit = self._cache.get(key)
-            if hit is not None:
-                return self._from_cache(intent, hit, started)
-        call = self._call(intent)
-        outcome = await self.verification.complete(self._executor, intent, call)
-        result = self._finish(intent, call, outcome, started)
-        if key is not None:
-            self._cache.put(key, result)
-        return result
+        cached = self._cached(intent, started)
+        if cached is not None:
+            return cached
+        return await self._complete(intent, self._call(intent), started)
 
     def astream(self, intent: Intent | None = None, **fields: Any) -> ResultStream:
-        """Stream the answer: ``async for chunk in gw.astream(i)``; ``.result`` at the end."""
+        """Stream the answer: ``async for chunk in gw.astream(i)``; ``.result`` at the end.
+
+        ``await stream.aopen()`` first to fail (and learn the backend) before any content.
+        """
         intent = _coerce_intent(intent, fields)
         return ResultStream(self, intent)
 
@@ -361,6 +367,21 @@ class Gateway:
             on_midstream=intent.on_midstream,
         )
 
+    def _cached(self, intent: Intent, started: float) -> InferenceResult | None:
+        """The cached answer to ``intent`` (with a fresh receipt), if caching is on and it hits."""
+        key = self._cache.key_for(intent, self.catalog) if intent.cache else None
+        hit = self._cache.get(key) if key is not None else None
+        return self._from_cache(intent, hit, started) if hit is not None else None
+
+    async def _complete(self, intent: Intent, call: Call, started: float) -> InferenceResult:
+        """Run ``call`` to one whole answer verified at the intent's level; receipt; cache."""
+        outcome = await self.verification.complete(self._executor, intent, call)
+        result = self._finish(intent, call, outcome, started)
+        key = self._cache.key_for(intent, self.catalog) if intent.cache else None
+        if key is not None:
+            self._cache.put(key, result)
+        return result
+
     def _hedge_delay(self, intent: Intent, plan: Plan) -> float | None:
         if intent.hedge is False or len(plan.candidates) < 2:
             return None
@@ -412,44 +433,11 @@ class Gateway:
         return replace(result, receipt=receipt)
 
     def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
-        from intentmesh.receipts import digest
+        from intentmesh.receipts._body import receipt_fields
 
-        quote = result.quote
         backend = self.backends.get(result.backend)
-        fields: dict[str, Any] = {
-            "intent_digest": digest(intent.model_dump(mode="json", exclude_none=True)),
-            "request_digest": digest(
-                {
-                    "model": result.provider_model,
-                    "messages": intent.chat_messages(),
-                    "max_tokens": intent.max_tokens,
-                    "temperature": intent.temperature,
-                    "seed": intent.seed,
-                    "stop": intent.stop,
-                }
-            ),
-            "response_digest": digest(
-                {
-                    "text": result.text,
-                    "tool_calls": result.tool_calls,
-                    "finish_reason": result.finish_reason,
-                }
-            ),
-            "backend": result.backend,
-            "network": result.network,
-            "endpoint_host": str(getattr(backend, "endpoint_host", "") or ""),
-            "model": result.model,
-            "provider_model": result.provider_model,
-            "usage": result.usage.to_dict(),
-            "price": _price(quote),
-            "cost_usd": result.cost_usd,
-            "latency_ms": round(result.latency_ms, 3),
-            "attempts": [_attempt_summary(a) for a in result.attempts],
-            "verifiability": intent.verifiability,
-            "cached": result.cached,
-            "flags": list(result.flags),
-        }
-        fields.update(result.audit)
+        host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""
+        fields = receipt_fields(intent, result, host)
         fields.update(self.verification.receipt_fields(result))
         return self.ledger.append(fields, self.signing_key)
 
@@ -469,6 +457,13 @@ class Gateway:
 class ResultStream:
     """Chunks of one streamed answer, usable with ``async for`` and plain ``for``.
 
+    :meth:`aopen` does everything that can fail before content: it updates live prices,
+    plans, and waits for the first chunk; for the levels that must be verified whole
+    (``attested``, ``consensus``, ``proof``) it waits for the verified answer, then yields it
+    as one chunk. It raises exactly what :meth:`Gateway.ainfer` raises. After it, ``backend``,
+    ``network`` and ``model`` name the answering backend and its (canonical) model.
+    Iterating calls it when it has not run.
+
     After the last chunk, ``result`` holds the :class:`InferenceResult` with usage, cost and
     receipt. Streams fail over freely before the first token; after it, a failure raises
     :class:`~intentmesh.errors.MidStreamError` with the text already delivered.
@@ -478,32 +473,88 @@ class ResultStream:
         self._gateway = gateway
         self._intent = intent
         self.result: InferenceResult | None = None
+        self.backend = ""
+        self.network = ""
+        self.model = ""
+        self._opened = False
+        self._started = 0.0
+        self._call: Call | None = None
+        self._run: StreamRun | None = None
+        self._head: list[Chunk] = []
+        self._rest: AsyncGenerator[Chunk, None] | None = None
+        self._gen: AsyncGenerator[Chunk, None] | None = None
+
+    async def aopen(self) -> Self:
+        """Plan and start the stream; return once its first chunk (or verified answer) is in."""
+        if self._opened:
+            return self
+        self._opened = True
+        gw, intent = self._gateway, self._intent
+        self._started = time.perf_counter()
+        await gw._update_prices()
+        if gw.verification.buffers(intent):  # verified whole before any of it is shown
+            result = gw._cached(intent, self._started)
+            if result is None:
+                self._call = gw._call(intent)
+                result = await gw._complete(intent, self._call, self._started)
+            self._whole(result)
+            return self
+        call = self._call = gw._call(intent)
+        self._run = gw._executor.stream(call)
+        self._rest = cast(AsyncGenerator[Chunk, None], self._run.__aiter__())
+        with contextlib.suppress(StopAsyncIteration):
+            self._head.append(await self._rest.__anext__())
+        winner = next((a for a in reversed(call.attempts) if a.outcome == "ok"), None)
+        if winner is not None:
+            self.backend, self.network, self.model = winner.backend, winner.network, winner.model
+        return self
+
+    def spent_usd(self) -> float:
+        """What the stream has cost so far plus what is still reserved (an upper bound)."""
+        if self.result is not None:
+            return self.result.cost_usd
+        if self._call is None:
+            return 0.0
+        return self._call.budget.committed + self._call.budget.reserved
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._run()
+        if self._gen is None:
+            self._gen = self._iterate()
+        return self._gen
 
     def __iter__(self) -> Iterator[Chunk]:
-        return self._gateway._portal.iterate(self._run())
+        return self._gateway._portal.iterate(self.__aiter__())
 
     @property
     def text(self) -> str:
         return self.result.text if self.result is not None else ""
 
-    async def _run(self) -> AsyncIterator[Chunk]:
-        gw, intent = self._gateway, self._intent
-        started = time.perf_counter()
-        await gw._update_prices()
-        if gw.verification.buffers(intent):  # verified whole before any of it is shown
-            self.result = await gw.ainfer(intent)
-            yield Chunk(text=self.result.text, finish_reason=self.result.finish_reason)
-            yield Chunk(usage=self.result.usage, model=self.result.provider_model)
+    async def aclose(self) -> None:
+        """Stop a stream that did not run to its end (closes the upstream request)."""
+        for gen in (self._gen, self._rest):
+            if gen is not None:
+                await gen.aclose()
+
+    def _whole(self, result: InferenceResult) -> None:
+        self.result = result
+        self.backend, self.network, self.model = result.backend, result.network, result.model
+        self._head = [
+            Chunk(text=result.text, finish_reason=result.finish_reason,
+                  tool_calls=result.tool_calls),
+            Chunk(usage=result.usage, model=result.provider_model),
+        ]
+
+    async def _iterate(self) -> AsyncGenerator[Chunk, None]:
+        await self.aopen()
+        while self._head:
+            yield self._head.pop(0)
+        if self._rest is None or self._run is None or self._call is None:
             return
-        call = gw._call(intent)
-        run = gw._executor.stream(call)
-        async for chunk in run:
+        async for chunk in self._rest:
             yield chunk
-        assert run.outcome is not None
-        self.result = gw._finish(intent, call, run.outcome, started)
+        assert self._run.outcome is not None
+        gw = self._gateway
+        self.result = gw._finish(self._intent, self._call, self._run.outcome, self._started)
 
 
 def _coerce_config(config: GatewayConfig | str | os.PathLike[str] | None) -> GatewayConfig:
@@ -542,38 +593,28 @@ def _catalog_with(config: GatewayConfig) -> Catalog:
     return catalog
 
 
+def _level_runner(config: GatewayConfig, health: HealthBook) -> LevelRunner:
+    """The verifiability levels; an ``attestation``/``proof`` error names file, line, key."""
+    try:
+        return LevelRunner(config, health)
+    except ConfigurationError as exc:
+        # The verifiers name their backend first: "backend 'x': attestation.chute_id ...".
+        named = [e for e in config.backends if exc.detail.startswith(f"backend {e.name!r}")]
+        entry = named[0] if named else None
+        if entry is None:
+            raise
+        if exc.key is None and (entry.attestation is None) != (entry.proof is None):
+            exc.key = "attestation" if entry.attestation is not None else "proof"
+        raise config.located(exc, entry.name) from None
+
+
+def _build(config: GatewayConfig, entry: BackendConfig) -> Backend:
+    """The adapter for ``entry``; its configuration errors name file, line and key."""
+    try:
+        return build_backend(entry)
+    except ConfigurationError as exc:
+        raise config.located(exc, entry.name) from None
+
+
 def _is_ledger(value: object) -> bool:
     return hasattr(value, "append") and hasattr(value, "verify")
-
-
-def _price(quote: Candidate | None) -> dict[str, Any]:
-    if quote is None:
-        return {}
-    offer = quote.offer
-    return {
-        "input_per_1m": offer.input_price,
-        "output_per_1m": offer.output_price,
-        "source": offer.price_source,
-        "age_s": offer.price_age_s,
-    }
-
-
-def _attempt_summary(a: Any) -> dict[str, Any]:
-    keys = (
-        "backend",
-        "network",
-        "model",
-        "provider_model",
-        "outcome",
-        "error_kind",
-        "status_code",
-        "latency_ms",
-        "cost_usd",
-        "retry",
-        "hedge",
-    )
-    data = a.to_dict()
-    summary = {k: data.get(k) for k in keys}
-    if "continues" in data:
-        summary["continues"] = data["continues"]
-    return summary

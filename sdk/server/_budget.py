@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 __all__ = ["SpendBook"]
 
 _EPS = 1e-12
+_BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (
@@ -28,11 +30,12 @@ class SpendBook:
     """Spent and reserved USD per key; only keys with a budget are tracked."""
 
     def __init__(self, path: str = ":memory:") -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         self._lock = threading.Lock()
         if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            _use_wal(self._db)
         self._db.execute(_SCHEMA)
 
     def open_account(self, name: str, budget: float) -> None:
@@ -85,3 +88,17 @@ class SpendBook:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """WAL mode, retried within the busy timeout: workers starting together race to switch
+    it, and SQLite answers "database is locked" at once there, without waiting."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from intentmesh._gateway import Gateway
+from intentmesh._gateway import Gateway, ResultStream
 from intentmesh._intent import Intent
 from intentmesh._result import InferenceResult
+from intentmesh._verifiers import ConsensusPlan
 from intentmesh.errors import ExecutionError
 from intentmesh.router import Plan
 from intentmesh.server._budget import SpendBook
@@ -17,7 +18,6 @@ from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError, translate
 from intentmesh.server._keys import apply_policy
 from intentmesh.server._openai import ParsedRequest
-from intentmesh.server._stream import LiveStream
 
 __all__ = ["Prepared", "Service"]
 
@@ -61,16 +61,17 @@ class Service:
         self._settle(job, result.cost_usd)
         return result
 
-    async def open_stream(self, job: Prepared) -> LiveStream:
-        stream = LiveStream(self.gateway, job.intent)
+    async def open_stream(self, job: Prepared) -> ResultStream:
+        """The gateway's own stream, opened: it raised before any content or it has begun."""
+        stream = self.gateway.astream(job.intent)
         try:
-            await stream.open()
+            await stream.aopen()
         except BaseException as exc:
             self._settle(job, stream.spent_usd() if _is_cancel(exc) else _cost_of_failure(exc, job))
             raise self.error(exc, job.request, job.intent) from exc
         return stream
 
-    def finish_stream(self, job: Prepared, stream: LiveStream) -> None:
+    def finish_stream(self, job: Prepared, stream: ResultStream) -> None:
         """Settle a stream that ended, broke or was cancelled."""
         cost = stream.result.cost_usd if stream.result is not None else stream.spent_usd()
         self._settle(job, cost)
@@ -87,9 +88,8 @@ class Service:
         plan = self.gateway.plan(job.intent)
         if not plan.candidates:
             return job  # it fails with NoRouteError and costs nothing
-        worst = [c.worst_case_cost_usd for c in plan.candidates]
-        cheapest = min(worst)
-        want = job.intent.max_price_usd if job.intent.max_price_usd is not None else max(worst)
+        cheapest, most = _worst_cases(plan)
+        want = job.intent.max_price_usd if job.intent.max_price_usd is not None else most
         for _ in range(3):  # another worker may take the money between reading and reserving
             amount = min(want, self.book.left(job.account))
             if amount + 1e-12 < cheapest:
@@ -122,6 +122,17 @@ class Service:
             uncapped = intent.model_copy(update={"max_price_usd": None})
             return self.gateway.plan(uncapped), intent.max_price_usd
         return None, intent.max_price_usd
+
+
+def _worst_cases(plan: Plan) -> tuple[float, float]:
+    """The cheapest way the plan can succeed, and the most it can spend, in worst cases.
+
+    A consensus call runs its whole panel (and spares replace members that fail), so its
+    cheapest success is the panel's summed worst case and its most is every candidate's."""
+    worst = [c.worst_case_cost_usd for c in plan.candidates]
+    if isinstance(plan, ConsensusPlan):
+        return plan.worst_case_cost_usd, sum(worst)
+    return min(worst), max(worst)
 
 
 def _is_cancel(exc: BaseException) -> bool:

@@ -22,22 +22,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from intentmesh._verifiers._attestation import AttestationVerifier, TdxAttestationVerifier
-from intentmesh._verifiers._errors import (
+from intentmesh.errors import (
+    AllBackendsFailed,
+    BackendError,
     ConsensusAnswer,
     ConsensusError,
     LevelUnavailable,
     ProofFailed,
     VerificationFailed,
 )
-from intentmesh._verifiers._proof import (
-    ProofVerifier,
-    ProvingBackend,
-    averify_proof,
-    build_proof_verifier,
-    request_inputs,
-)
-from intentmesh.errors import AllBackendsFailed, BackendError
 from intentmesh.router import (
     AttemptFn,
     Call,
@@ -50,6 +43,14 @@ from intentmesh.router import (
     consensus_plan,
     operator_of,
     verdict,
+)
+from intentmesh.verify._attestation import AttestationVerifier, TdxAttestationVerifier
+from intentmesh.verify._proof import (
+    ProofVerifier,
+    ProvingBackend,
+    averify_proof,
+    build_proof_verifier,
+    request_inputs,
 )
 
 if TYPE_CHECKING:
@@ -227,9 +228,11 @@ class LevelRunner:
     def _rejected(self, outcome: Outcome, exc: VerificationFailed) -> VerificationFailed:
         """Turn a verified-looking success into a failed attempt, and penalise the backend."""
         backend = outcome.candidate.backend
-        error = type(exc)(str(exc).removeprefix(f"{backend}: "), backend=backend, check=exc.check)
+        message = f"{str(exc).removeprefix(f'{backend}: ')} (failed check: {exc.check})"
+        error = type(exc)(message, backend=backend, check=exc.check)
         rec = outcome.attempt
         rec.outcome, rec.error_kind, rec.error = "error", error.kind, str(error)
+        rec.extra["check"] = error.check
         self.health.penalize(backend)
         self.health.record_failure(backend, error.kind, str(error))
         return error
