@@ -24,6 +24,11 @@ KNOWN = frozenset(
     {
         "adapters/akash.py imports intentmesh._catalog",
         "sdk/testing/networks/bittensor.py imports intentmesh.adapters._epistula",
+        # Landed with #10/#11 while this test was written; export these and drop the lines.
+        "sdk/_gateway.py imports intentmesh.adapters._http",
+        "sdk/server/_keys.py imports intentmesh.adapters._http",
+        "sdk/_gateway.py imports intentmesh.receipts._body",
+        "sdk/cli/_receipts.py imports intentmesh.receipts._keys",
     }
 )
 
@@ -36,8 +41,17 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def is_package(module: str) -> bool:
+    """Whether ``module`` is a package (a folder) in the source tree."""
+    for folder, package in sorted(FOLDERS.items(), key=lambda kv: -len(kv[1])):
+        if module == package or module.startswith(package + "."):
+            rest = module[len(package) :].strip(".").split(".") if module != package else []
+            return (ROOT / folder).joinpath(*rest).is_dir()
+    return False
+
+
 def folder_of(module: str) -> str:
-    for pkg in ("intentmesh.router", "intentmesh.adapters", "intentmesh.local_backend"):
+    for pkg in (p for p in FOLDERS.values() if p != "intentmesh"):
         if module == pkg or module.startswith(pkg + "."):
             return pkg
     return "intentmesh"
@@ -58,7 +72,8 @@ def violations_in(path: Path) -> list[str]:
                 anchor = base.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 mod = ".".join([*anchor, mod] if mod else anchor)
-            private = [a.name for a in node.names if _private(a.name)]
+            # ``from pkg import _mod`` names a private module only when pkg is a package.
+            private = [a.name for a in node.names if _private(a.name) and is_package(mod)]
             targets = [mod] + [f"{mod}.{name}" for name in private]
         for target in targets:
             if target.startswith("intentmesh") and crosses(importer, target):
