@@ -218,7 +218,8 @@ class Executor:
 
         ``discard`` receives a result that arrived after another attempt had already won.
         """
-        call.started = self.clock()
+        if not call.started:  # a continuation keeps its parent's start
+            call.started = self.clock()
         async with DeadlineScope(self, call):
             return await self._race(call, attempt, discard)
         raise AssertionError("unreachable")  # pragma: no cover
