@@ -19,8 +19,7 @@ from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
 from intentmesh._zeroconf import with_zero_config
-from intentmesh.adapters import build_backend
-from intentmesh.adapters._http import add_secrets
+from intentmesh.adapters import add_secrets, build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
 from intentmesh.config import (
     BackendConfig,
@@ -433,7 +432,7 @@ class Gateway:
         return replace(result, receipt=receipt)
 
     def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
-        from intentmesh.receipts._body import receipt_fields
+        from intentmesh.receipts import receipt_fields
 
         backend = self.backends.get(result.backend)
         host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""

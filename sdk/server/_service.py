@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from intentmesh._gateway import Gateway, ResultStream
 from intentmesh._intent import Intent
 from intentmesh._result import InferenceResult
-from intentmesh._verifiers import ConsensusPlan
 from intentmesh.errors import ExecutionError
-from intentmesh.router import Plan
+from intentmesh.router import ConsensusPlan, Plan
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError, translate
