@@ -25,6 +25,7 @@ from intentmesh.router._executor import (
     Try,
 )
 from intentmesh.router._health import HealthBook, LatencyEstimate, LatencyStats
+from intentmesh.router._index import RouteIndex
 from intentmesh.router._plan import (
     Attempt,
     Candidate,
@@ -62,6 +63,7 @@ __all__ = [
     "RejectReason",
     "Rejection",
     "RetryPolicy",
+    "RouteIndex",
     "RouteRequest",
     "StreamRun",
     "Try",

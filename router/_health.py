@@ -80,6 +80,17 @@ class HealthBook:
         self._penalty: dict[str, float] = {}
         self._priors: dict[float, LatencyEstimate] = {}
         self._probe_ms: dict[str, float] = {}
+        self._listeners: list[Callable[[str, str | None], bool]] = []
+
+    def subscribe(self, listener: Callable[[str, str | None], bool]) -> None:
+        """Call ``listener(backend, provider_model)`` whenever a latency estimate may change
+        (``provider_model`` None: every model of the backend); it returns False to unsubscribe.
+        """
+        self._listeners.append(listener)
+
+    def _changed(self, backend: str, model: str | None) -> None:
+        if self._listeners:
+            self._listeners = [fn for fn in self._listeners if fn(backend, model)]
 
     @property
     def any_gone(self) -> bool:
@@ -114,10 +125,12 @@ class HealthBook:
         if stats is None:
             stats = self._latency[key] = LatencyStats()
         stats.observe(latency_ms)
+        self._changed(backend, model)
 
     def observe_probe(self, backend: str, latency_ms: float) -> None:
         """A probe's round trip: no request can be faster, so it raises the latency prior."""
         self._probe_ms[backend] = latency_ms
+        self._changed(backend, None)
 
     def mark_gone(self, backend: str, model: str) -> None:
         """The backend answered 404 for this model: skip it until the mark expires."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 import weakref
@@ -41,6 +42,7 @@ from intentmesh.router import (
     Outcome,
     Plan,
     RetryPolicy,
+    RouteIndex,
     RouteRequest,
     StreamRun,
     estimate_prompt_tokens,
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
 
 __all__ = ["Gateway", "ResultStream"]
+
+_INDEXED_LEVELS = frozenset({"none", "receipt"})
 
 
 class Gateway:
@@ -97,6 +101,8 @@ class Gateway:
         self._executor = Executor(
             self.backends, self.health, self._retry_policies(), limits=self._attempt_limits()
         )
+        self._index = RouteIndex(self.health)
+        self._offers_version, self._offers_at = -1, -math.inf
         self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
         self._ledger_arg = ledger
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
@@ -212,6 +218,7 @@ class Gateway:
         """Fetch live prices and model lists now (normally lazy and off the hot path)."""
         await self.prices.arefresh()
         self._offers = self.prices.offers(self._configured_offers)
+        self._offers_version, self._offers_at = self.prices.version, self.prices.clock()
 
     def refresh_prices(self) -> None:
         """Blocking :meth:`arefresh_prices`."""
@@ -220,7 +227,12 @@ class Gateway:
     async def _update_prices(self) -> None:
         if self.prices.active:
             await self.prices.ensure()
-            self._offers = self.prices.offers(self._configured_offers)
+            # Offers are rebuilt when prices were fetched, and at most once a second otherwise
+            # (price ages and freshness), not on every call: that work grows with the backends.
+            now = self.prices.clock()
+            if self.prices.version != self._offers_version or now - self._offers_at >= 1.0:
+                self._offers = self.prices.offers(self._configured_offers)
+                self._offers_version, self._offers_at = self.prices.version, now
 
     # -- health probes ----------------------------------------------------------------
 
@@ -326,10 +338,21 @@ class Gateway:
             for e in self.config.backends
         }
 
+    def _route(self, intent: Intent) -> Plan:
+        """The plan a call runs: the head of the pre-ranked index for ``none``/``receipt``
+        (time independent of the number of backends); the full solve for other levels, and
+        when nothing is feasible (so that the error names every reason)."""
+        request = self.route_request(intent)
+        if intent.verifiability in _INDEXED_LEVELS:
+            head = self._index.head(request, self._offers)
+            if head:
+                return Plan(request.models, head, (), request)
+        plan = solve(request, self._offers, self.health, self._networks)
+        return self.verification.shape_plan(intent, plan)
+
     def _call(self, intent: Intent) -> Call:
-        """Solve, and raise NoRouteError with every reason when nothing is feasible."""
-        plan = solve(self.route_request(intent), self._offers, self.health, self._networks)
-        plan = self.verification.shape_plan(intent, plan)
+        """Plan, and raise NoRouteError with every reason when nothing is feasible."""
+        plan = self._route(intent)
         if not plan.candidates:
             raise NoRouteError(" or ".join(intent.models), plan.rejections, self._hint(plan))
         messages = intent.chat_messages()
