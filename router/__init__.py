@@ -1,7 +1,14 @@
 """Routing: the pure decision core (solver, health, circuit breakers) and the executor."""
 
 from intentmesh.router._breaker import BreakerPolicy, CircuitBreaker, CircuitState
-from intentmesh.router._health import HealthBook, LatencyEstimate, LatencyStats
+from intentmesh.router._health import (
+    FleetVerdict,
+    FleetView,
+    HealthBook,
+    HealthShare,
+    LatencyEstimate,
+    LatencyStats,
+)
 from intentmesh.router._plan import (
     Attempt,
     Candidate,
@@ -18,7 +25,10 @@ __all__ = [
     "Candidate",
     "CircuitBreaker",
     "CircuitState",
+    "FleetVerdict",
+    "FleetView",
     "HealthBook",
+    "HealthShare",
     "LatencyEstimate",
     "LatencyStats",
     "Offer",

@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from intentmesh._cache import ResponseCache
 from intentmesh._catalog import Catalog, CatalogModel, default_catalog
 from intentmesh._discovery import PriceBook
@@ -21,9 +23,24 @@ from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters._registry import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
-from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
+from intentmesh.config import (
+    GatewayConfig,
+    LimitConfig,
+    discover_config_path,
+    load_config,
+    parse_config,
+)
 from intentmesh.errors import ConfigurationError, NoRouteError
-from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan, RouteRequest
+from intentmesh.fleet import AccountStore, Limited, Limits, LocalAccounts, open_fleet
+from intentmesh.router import (
+    BreakerPolicy,
+    Candidate,
+    HealthBook,
+    HealthShare,
+    Offer,
+    Plan,
+    RouteRequest,
+)
 from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy
 from intentmesh.router._solver import solve
 from intentmesh.router._tokens import estimate_prompt_tokens
@@ -55,8 +72,10 @@ class Gateway:
             self.config = with_zero_config(self.config)
         self.catalog = catalog or _catalog_with(self.config)
         routing = self.config.routing
+        self.fleet = open_fleet(self.config.state)  # None: in-process state (the default)
         self.health = health or HealthBook(
-            BreakerPolicy(routing.failure_threshold, routing.cooldown_s)
+            BreakerPolicy(routing.failure_threshold, routing.cooldown_s),
+            share=self._health_share(),
         )
         self.backends: dict[str, Backend] = {}
         for entry in self.config.backends:
@@ -72,12 +91,18 @@ class Gateway:
         self.verification = LevelRunner(self.config, self.health)
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
-        self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
+        self.prices = PriceBook(
+            self.backends,
+            self.config.backends,
+            self.catalog,
+            shared=self.fleet.prices if self.fleet else None,
+        )
         self._executor = Executor(self.backends, self.health, self._retry_policies())
         self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
         self._ledger_arg = ledger
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
         self._key = signing_key
+        self._accounts: AccountStore | None = None
         self._portal = LoopThread()
         # Closes the private loop (and its connections) at exit if close() was never called.
         self._finalizer = weakref.finalize(self, self._portal.close)
@@ -187,6 +212,40 @@ class Gateway:
         """Check every signature and the hash chain; the report names the first bad receipt."""
         return self.ledger.verify()
 
+    # -- named limits (budgets, rates) ------------------------------------------------
+
+    @property
+    def accounts(self) -> AccountStore:
+        """Where named limits keep their state: Redis with ``[state]``, else this process."""
+        if self._accounts is None:
+            self._accounts = self.fleet.accounts if self.fleet else LocalAccounts()
+        return self._accounts
+
+    def limit(self, name: str, **declared: Any) -> Limited:
+        """Calls that count against the named limit ``name`` (a ``[[limits]]`` entry, or
+        ``budget_usd=``/``requests_per_min=``/``tokens_per_min=``/``usd_per_day=`` given here).
+
+        A ``[[server.keys]]`` entry of the same name shares the account across the fleet.
+        """
+        found = next((x for x in self.config.limits if x.name == name), None)
+        if found is None and not declared:
+            known = [x.name for x in self.config.limits] or ["none configured"]
+            raise ConfigurationError(
+                f"no [[limits]] entry named {name!r} (known: {', '.join(known)}); add one, "
+                "or pass budget_usd=, requests_per_min=, tokens_per_min= or usd_per_day="
+            )
+        base = found.model_dump(exclude={"name"}) if found is not None else {}
+        try:
+            entry = LimitConfig(name=name, **{**base, **declared})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ConfigurationError(f"limit {name!r}: {where}: {err['msg']}") from None
+        limits = Limits(
+            entry.budget_usd, entry.requests_per_min, entry.tokens_per_min, entry.usd_per_day
+        )
+        return Limited(self, name, limits, self.accounts)
+
     # -- live prices ------------------------------------------------------------------
 
     async def arefresh_prices(self) -> None:
@@ -240,6 +299,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.prices.aclose()
+        if self.fleet is not None:
+            await self.fleet.aclose()
         await self.verification.aclose()
         for backend in self.backends.values():
             await backend.aclose()
@@ -249,6 +310,8 @@ class Gateway:
         if self._portal.started:
             self._portal.run(self.aclose())
         self._portal.close()
+        if self.fleet is not None:
+            self.fleet.close()
         if self._ledger_obj is not None and not _is_ledger(self._ledger_arg):
             self._ledger_obj.close()
 
@@ -266,6 +329,11 @@ class Gateway:
         self.close()
 
     # -- internals --------------------------------------------------------------------
+
+    def _health_share(self) -> HealthShare | None:
+        if self.fleet is None:
+            return None
+        return self.fleet.health_share([e.name for e in self.config.backends if e.enabled])
 
     def _offers_from_config(self) -> list[Offer]:
         offers: list[Offer] = []

@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from intentmesh._gateway import Gateway
+from intentmesh.fleet import open_fleet
 from intentmesh.server._app import create_app
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import ServerConfig, load_configs
@@ -29,12 +30,16 @@ def serve_main(
     ``host``, ``port`` and ``workers`` override the ``[server]`` section of ``config``
     (discovered as ``Gateway()`` does when None).
     """
-    _, server = load_configs(config)
+    gateway_config, server = load_configs(config)
     server = server.model_copy(
         update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
     )
-    ServerConfig.model_validate(server.model_dump())  # re-check workers against budgets
-    if server.budget_db != ":memory:":
+    fleet = open_fleet(gateway_config.state)  # an unreachable store fails here, clearly
+    if fleet is not None:
+        fleet.close()
+    # re-check workers against budgets
+    ServerConfig.model_validate(server.model_dump(), context={"state": fleet is not None})
+    if server.budget_db != ":memory:" and fleet is None:
         SpendBook(server.budget_db).release_all_reservations()
     if server.workers > 1:
         if config is not None:
