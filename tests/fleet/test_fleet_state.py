@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fleet_support import MODEL, REDIS_URL, backend_toml, state_toml, wait_for
 
-from intentmesh import Gateway, LimitExceeded, StateUnavailable
+from intentmesh import ExecutionError, Gateway, LimitExceeded, StateUnavailable
 from intentmesh.config import StateConfig, parse_config
 from intentmesh.fleet import (
     AccountStore,
@@ -201,7 +201,7 @@ def test_an_open_breaker_is_seen_by_another_gateway(
         _gateway(provider, prefix, failure_threshold=1) as one,
         _gateway(provider, prefix, failure_threshold=1) as two,
     ):
-        with pytest.raises(Exception):
+        with pytest.raises(ExecutionError):
             one.infer(model=MODEL, prompt="hi", max_tokens=8)
         assert one.health.breaker("fake").state == "open"
         wait_for(lambda: two.health.breaker("fake").state == "open", what="shared open")
@@ -212,7 +212,7 @@ def test_half_open_gives_one_trial_fleet_wide(provider: FakeOpenAIProvider, pref
     provider.always(Fault.status(503))
     gws = [_gateway(provider, prefix, failure_threshold=1, cooldown_s=0.3) for _ in range(3)]
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(ExecutionError):
             gws[0].infer(model=MODEL, prompt="hi", max_tokens=8)
         wait_for(lambda: all(g.health.breaker("fake").state == "open" for g in gws[1:]))
 
