@@ -12,6 +12,7 @@ own breakers (fail open); the thread keeps trying and resumes sharing when it re
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -67,8 +68,12 @@ class RedisHealthShare:
         self._view = self._poll(acked)
 
     def close(self) -> None:
+        """Stop the thread, pushing what is still queued (best effort)."""
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._events:
+            with contextlib.suppress(Exception):
+                self._push()
         self._client.close()
 
     # -- the thread --------------------------------------------------------------------------
