@@ -47,6 +47,7 @@ from intentmesh.router._tokens import estimate_prompt_tokens
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
+    from intentmesh.telemetry import Telemetry
 
 __all__ = ["Gateway", "ResultStream"]
 
@@ -66,6 +67,7 @@ class Gateway:
         signing_key: SigningKey | None = None,
         catalog: Catalog | None = None,
         health: HealthBook | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = _coerce_config(config)
         if config is None:  # zero-config: networks whose API key is in the environment
@@ -73,6 +75,7 @@ class Gateway:
         self.catalog = catalog or _catalog_with(self.config)
         routing = self.config.routing
         self.fleet = open_fleet(self.config.state)  # None: in-process state (the default)
+        self.telemetry = telemetry or _telemetry(self.config)  # None: off, costs nothing
         self.health = health or HealthBook(
             BreakerPolicy(routing.failure_threshold, routing.cooldown_s),
             share=self._health_share(),
@@ -148,6 +151,18 @@ class Gateway:
     async def ainfer(self, intent: Intent | None = None, **fields: Any) -> InferenceResult:
         """Serve ``intent`` on the best feasible backend, failing over as needed."""
         intent = _coerce_intent(intent, fields)
+        if self.telemetry is None:
+            return await self._ainfer(intent)
+        span = self.telemetry.start(intent)
+        try:
+            result = await self._ainfer(intent)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        span.finish(result)
+        return result
+
+    async def _ainfer(self, intent: Intent) -> InferenceResult:
         started = time.perf_counter()
         await self._update_prices()
         key = self._cache.key_for(intent, self.catalog) if intent.cache else None
@@ -532,12 +547,20 @@ class ResultStream:
             yield Chunk(text=self.result.text, finish_reason=self.result.finish_reason)
             yield Chunk(usage=self.result.usage, model=self.result.provider_model)
             return
-        call = gw._call(intent)
-        run = gw._executor.stream(call)
-        async for chunk in run:
-            yield chunk
-        assert run.outcome is not None
-        self.result = gw._finish(intent, call, run.outcome, started)
+        span = gw.telemetry.start(intent) if gw.telemetry is not None else None
+        try:
+            call = gw._call(intent)
+            run = gw._executor.stream(call)
+            async for chunk in run:
+                yield chunk
+            assert run.outcome is not None
+            self.result = gw._finish(intent, call, run.outcome, started)
+        except BaseException as exc:
+            if span is not None:
+                span.fail(exc)
+            raise
+        if span is not None:
+            span.finish(self.result)
 
 
 def _coerce_config(config: GatewayConfig | str | os.PathLike[str] | None) -> GatewayConfig:
@@ -574,6 +597,14 @@ def _catalog_with(config: GatewayConfig) -> Catalog:
             )
         )
     return catalog
+
+
+def _telemetry(config: GatewayConfig) -> Telemetry | None:
+    if not config.otel.enabled:
+        return None
+    from intentmesh.telemetry import Telemetry
+
+    return Telemetry()
 
 
 def _is_ledger(value: object) -> bool:

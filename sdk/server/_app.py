@@ -107,6 +107,13 @@ class _Handlers:
         return await self._generate(request, "completion", "/v1/completions")
 
     async def _generate(self, request: Request, kind: Kind, endpoint: str) -> Response:
+        telemetry = self.gateway.telemetry
+        if telemetry is None:
+            return await self._generate_in(request, kind, endpoint)
+        with telemetry.incoming(request.headers):  # the caller's traceparent is our parent
+            return await self._generate_in(request, kind, endpoint)
+
+    async def _generate_in(self, request: Request, kind: Kind, endpoint: str) -> Response:
         t0 = time.perf_counter()
         self.metrics.in_flight += 1
         streaming = False

@@ -28,6 +28,7 @@ def test_all_is_exactly_the_public_surface() -> None:
         "annotations",
         "verify",
         "fleet",
+        "telemetry",
     }
     assert names - submodules <= set(intentmesh.__all__) | {"TYPE_CHECKING", "Any"}
 
