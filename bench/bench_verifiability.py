@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from intentmesh import Gateway, Intent
-from intentmesh._verifiers import build_tdx_quote
 from intentmesh.adapters.openai import OpenAIBackend
 from intentmesh.config import parse_config
 from intentmesh.receipts import Ledger, SigningKey, verify_inclusion
 from intentmesh.testing import FakeOpenAIProvider, FakeRequest, FakeResponse
+from intentmesh.verify import build_tdx_quote
 
 FIELDS: dict[str, Any] = {
     "intent_digest": "sha256:" + "a" * 64,
@@ -172,7 +172,7 @@ def bench_proof_verify() -> float | None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "verifiability"))
     from ezkl_support import build_circuit, prove
 
-    from intentmesh._verifiers import EzklVerifier, ProofBundle
+    from intentmesh.verify import EzklVerifier, ProofBundle
 
     with tempfile.TemporaryDirectory() as tmp:
         circuit = build_circuit(Path(tmp))

@@ -19,7 +19,6 @@ from intentmesh._discovery import PriceBook
 from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
-from intentmesh._verifiers import LevelRunner
 from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters._registry import build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
@@ -44,6 +43,7 @@ from intentmesh.router import (
 from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy
 from intentmesh.router._solver import solve
 from intentmesh.router._tokens import estimate_prompt_tokens
+from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
@@ -462,43 +462,11 @@ class Gateway:
         return replace(result, receipt=receipt)
 
     def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
-        from intentmesh.receipts import digest
+        from intentmesh.receipts._body import receipt_fields
 
-        quote = result.quote
         backend = self.backends.get(result.backend)
-        fields: dict[str, Any] = {
-            "intent_digest": digest(intent.model_dump(mode="json", exclude_none=True)),
-            "request_digest": digest(
-                {
-                    "model": result.provider_model,
-                    "messages": intent.chat_messages(),
-                    "max_tokens": intent.max_tokens,
-                    "temperature": intent.temperature,
-                    "seed": intent.seed,
-                    "stop": intent.stop,
-                }
-            ),
-            "response_digest": digest(
-                {
-                    "text": result.text,
-                    "tool_calls": result.tool_calls,
-                    "finish_reason": result.finish_reason,
-                }
-            ),
-            "backend": result.backend,
-            "network": result.network,
-            "endpoint_host": str(getattr(backend, "endpoint_host", "") or ""),
-            "model": result.model,
-            "provider_model": result.provider_model,
-            "usage": result.usage.to_dict(),
-            "price": _price(quote),
-            "cost_usd": result.cost_usd,
-            "latency_ms": round(result.latency_ms, 3),
-            "attempts": [_attempt_summary(a) for a in result.attempts],
-            "verifiability": intent.verifiability,
-            "cached": result.cached,
-            "flags": list(result.flags),
-        }
+        host = str(getattr(backend, "endpoint_host", "") or "")
+        fields = receipt_fields(intent, result, host)
         fields.update(self.verification.receipt_fields(result))
         return self.ledger.append(fields, self.signing_key)
 
@@ -609,33 +577,3 @@ def _telemetry(config: GatewayConfig) -> Telemetry | None:
 
 def _is_ledger(value: object) -> bool:
     return hasattr(value, "append") and hasattr(value, "verify")
-
-
-def _price(quote: Candidate | None) -> dict[str, Any]:
-    if quote is None:
-        return {}
-    offer = quote.offer
-    return {
-        "input_per_1m": offer.input_price,
-        "output_per_1m": offer.output_price,
-        "source": offer.price_source,
-        "age_s": offer.price_age_s,
-    }
-
-
-def _attempt_summary(a: Any) -> dict[str, Any]:
-    keys = (
-        "backend",
-        "network",
-        "model",
-        "provider_model",
-        "outcome",
-        "error_kind",
-        "status_code",
-        "latency_ms",
-        "cost_usd",
-        "retry",
-        "hedge",
-    )
-    data = a.to_dict()
-    return {k: data.get(k) for k in keys}

@@ -12,7 +12,8 @@ import pytest
 from verif_support import MODEL, MRTD, FakeTeeProvider, backend_toml, make_gateway
 
 from intentmesh import AllBackendsFailed, Intent, NoRouteError
-from intentmesh._verifiers import (
+from intentmesh.receipts import digest
+from intentmesh.verify import (
     AttestationFailed,
     AttestationPolicy,
     TdxAttestationVerifier,
@@ -20,7 +21,6 @@ from intentmesh._verifiers import (
     check_evidence,
     parse_tdx_quote,
 )
-from intentmesh.receipts import digest
 
 ATTESTED = Intent(model=MODEL, prompt="hi", max_tokens=8, verifiability="attested")
 

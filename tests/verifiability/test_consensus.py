@@ -12,9 +12,9 @@ import pytest
 from verif_support import MODEL, backend_toml, make_gateway
 
 from intentmesh import AllBackendsFailed, Intent, NoRouteError
-from intentmesh._verifiers import ConsensusError, ConsensusPlan, ConsensusPolicy
 from intentmesh.router._consensus import normalise, similarity, verdict
 from intentmesh.testing import FakeOpenAIProvider, Fault
+from intentmesh.verify import ConsensusError, ConsensusPlan, ConsensusPolicy
 
 
 def intent(**kw: Any) -> Intent:

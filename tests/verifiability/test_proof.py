@@ -12,10 +12,10 @@ import pytest
 from verif_support import backend_toml, make_gateway
 
 from intentmesh import AllBackendsFailed, Intent, NoRouteError
-from intentmesh._verifiers import EzklVerifier, ProofBundle, ProofFailed
-from intentmesh._verifiers._ritual import RitualProofBackend
 from intentmesh.adapters.ritual import RitualOptions
 from intentmesh.testing.networks.ritual import ContainerSpec, FakeInfernetNode
+from intentmesh.verify import EzklVerifier, ProofBundle, ProofFailed
+from intentmesh.verify._ritual import RitualProofBackend
 
 pytest.importorskip("ezkl")
 pytest.importorskip("onnx")

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from intentmesh import Gateway
-from intentmesh._verifiers import build_tdx_quote
 from intentmesh.adapters.openai import OpenAIBackend
 from intentmesh.config import parse_config
 from intentmesh.testing import FakeOpenAIProvider, FakeRequest, FakeResponse
+from intentmesh.verify import build_tdx_quote
 
 MODEL = "llama-3.1-8b-instruct"
 MRTD = "11" * 48

@@ -22,22 +22,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from intentmesh._verifiers._attestation import AttestationVerifier, TdxAttestationVerifier
-from intentmesh._verifiers._errors import (
+from intentmesh.errors import (
+    AllBackendsFailed,
+    BackendError,
     ConsensusAnswer,
     ConsensusError,
     LevelUnavailable,
     ProofFailed,
     VerificationFailed,
 )
-from intentmesh._verifiers._proof import (
-    ProofVerifier,
-    ProvingBackend,
-    averify_proof,
-    build_proof_verifier,
-    request_inputs,
-)
-from intentmesh.errors import AllBackendsFailed, BackendError
 from intentmesh.router._consensus import (
     ConsensusPlan,
     ConsensusPolicy,
@@ -46,6 +39,14 @@ from intentmesh.router._consensus import (
     verdict,
 )
 from intentmesh.router._plan import Candidate, Plan, Rejection
+from intentmesh.verify._attestation import AttestationVerifier, TdxAttestationVerifier
+from intentmesh.verify._proof import (
+    ProofVerifier,
+    ProvingBackend,
+    averify_proof,
+    build_proof_verifier,
+    request_inputs,
+)
 
 if TYPE_CHECKING:
     from intentmesh._intent import Intent

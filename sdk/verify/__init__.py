@@ -1,4 +1,4 @@
-"""Verifiability levels beyond the receipt: attestation, consensus and proof.
+"""Verifiability beyond the receipt: attestation, consensus and proof verifiers.
 
 ``docs/verifiability.md`` says what each level proves and what it does not. The gateway uses
 :class:`LevelRunner`; the verifier interfaces (:class:`AttestationVerifier`,
@@ -6,15 +6,7 @@
 verification services and new proof systems plug in.
 """
 
-from intentmesh._verifiers._attestation import (
-    AttestationPolicy,
-    AttestationReport,
-    AttestationVerifier,
-    QuoteVerifier,
-    TdxAttestationVerifier,
-    check_evidence,
-)
-from intentmesh._verifiers._errors import (
+from intentmesh.errors import (
     AttestationFailed,
     ConsensusAnswer,
     ConsensusError,
@@ -22,8 +14,17 @@ from intentmesh._verifiers._errors import (
     ProofFailed,
     VerificationFailed,
 )
-from intentmesh._verifiers._levels import LevelRunner
-from intentmesh._verifiers._proof import (
+from intentmesh.router._consensus import ConsensusPlan, ConsensusPolicy
+from intentmesh.verify._attestation import (
+    AttestationPolicy,
+    AttestationReport,
+    AttestationVerifier,
+    QuoteVerifier,
+    TdxAttestationVerifier,
+    check_evidence,
+)
+from intentmesh.verify._levels import LevelRunner
+from intentmesh.verify._proof import (
     PROOF_SYSTEMS,
     EzklVerifier,
     ProofBundle,
@@ -32,8 +33,7 @@ from intentmesh._verifiers._proof import (
     ProvingBackend,
     build_proof_verifier,
 )
-from intentmesh._verifiers._tdx import TdxQuote, build_tdx_quote, parse_tdx_quote
-from intentmesh.router._consensus import ConsensusPlan, ConsensusPolicy
+from intentmesh.verify._tdx import TdxQuote, build_tdx_quote, parse_tdx_quote
 
 __all__ = [
     "PROOF_SYSTEMS",

@@ -32,9 +32,8 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from intentmesh._verifiers._errors import AttestationFailed
-from intentmesh._verifiers._tdx import TdxQuote, parse_tdx_quote
-from intentmesh.errors import ConfigurationError
+from intentmesh.errors import AttestationFailed, ConfigurationError
+from intentmesh.verify._tdx import TdxQuote, parse_tdx_quote
 
 __all__ = [
     "AttestationPolicy",

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from intentmesh._verifiers._proof import ProofBundle
 from intentmesh.adapters.base import Completion
 from intentmesh.adapters.ritual import RitualBackend
+from intentmesh.verify._proof import ProofBundle
 
 __all__ = ["RitualProofBackend"]
 

@@ -31,9 +31,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from intentmesh._verifiers._errors import ProofFailed
 from intentmesh.adapters.base import Completion
-from intentmesh.errors import ConfigurationError
+from intentmesh.errors import ConfigurationError, ProofFailed
 
 __all__ = [
     "PROOF_SYSTEMS",
@@ -45,7 +44,7 @@ __all__ = [
     "build_proof_verifier",
 ]
 
-PROOF_SYSTEMS: dict[str, str] = {"ezkl": "intentmesh._verifiers._proof:EzklVerifier"}
+PROOF_SYSTEMS: dict[str, str] = {"ezkl": "intentmesh.verify._proof:EzklVerifier"}
 """Proof system name -> ``"module:Class"``, resolved when a backend uses it."""
 
 
