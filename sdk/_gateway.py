@@ -201,8 +201,9 @@ class Gateway:
             from intentmesh.receipts import Ledger, default_ledger_path
 
             arg = self._ledger_arg if not _is_ledger(self._ledger_arg) else None
-            path = arg or self.config.receipts.ledger or default_ledger_path()
-            self._ledger_obj = Ledger(Path(str(path)).expanduser())
+            path = str(arg or self.config.receipts.ledger or default_ledger_path())
+            url = path.startswith(("postgresql://", "postgres://"))
+            self._ledger_obj = Ledger(path if url else Path(path).expanduser())
         return self._ledger_obj
 
     @property
