@@ -21,6 +21,7 @@ tests pass an SDK ``TracerProvider``/``MeterProvider`` with in-memory readers.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from intentmesh._result import InferenceResult
     from intentmesh.router import Attempt
 
-__all__ = ["RequestSpan", "Telemetry"]
+__all__ = ["RequestSpan", "Telemetry", "configure_otlp"]
 
 _SCOPE = "intentmesh"
 
@@ -45,6 +46,40 @@ def _otel() -> tuple[Any, Any, Any]:
             "[otel] enabled needs OpenTelemetry: pip install 'intentmesh[otel]'"
         ) from None
     return context, metrics, trace
+
+
+def configure_otlp() -> bool:
+    """Set up global OpenTelemetry SDK providers exporting OTLP/HTTP, unless the process already
+    has an SDK provider (``opentelemetry-instrument``, your app). ``intentmesh serve`` calls it
+    when ``[otel] enabled``. The standard variables apply: ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    (default ``http://localhost:4318``), ``OTEL_SERVICE_NAME`` (default ``intentmesh``),
+    ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_SCHEDULE_DELAY``, ``OTEL_METRIC_EXPORT_INTERVAL``.
+    Returns whether it installed the providers.
+    """
+    _, metrics, trace = _otel()
+    try:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        raise ConfigurationError(
+            "[otel] enabled under intentmesh serve needs the OTLP exporter: "
+            "pip install 'intentmesh[otel]'"
+        ) from None
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return False
+    named = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "intentmesh"}
+    resource = Resource.create(named)
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+    return True
 
 
 class Telemetry:

@@ -67,6 +67,10 @@ def _run(app: Starlette | str, server: ServerConfig, factory: bool = False) -> N
 def build_app(config: str | os.PathLike[str] | None = None) -> Starlette:
     """The app for a config file: a Gateway it owns and closes on shutdown."""
     gateway_config, server = load_configs(config)
+    if gateway_config.otel.enabled:
+        from intentmesh.telemetry import configure_otlp
+
+        configure_otlp()  # export to $OTEL_EXPORTER_OTLP_ENDPOINT unless already set up
     gateway = Gateway(gateway_config)
     return create_app(gateway, config=server, close_gateway=True)
 

@@ -177,3 +177,97 @@ def test_import_pulls_in_no_fleet_or_otel_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class _Collector:
+    """A loopback OTLP/HTTP collector: keeps the bodies posted to /v1/traces."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.traces: list[bytes] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path == "/v1/traces":
+                    outer.traces.append(body)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def spans(self) -> list[Any]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        out = []
+        for body in list(self.traces):
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            for rs in request.resource_spans:
+                for ss in rs.scope_spans:
+                    out.extend(ss.spans)
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_serve_exports_over_otlp_and_continues_the_callers_trace(
+    provider: FakeOpenAIProvider, tmp_path: Any
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="no OTLP exporter")
+    import os
+
+    from fleet_support import INTENTMESH, free_port, wait_for
+
+    config = tmp_path / "intentmesh.toml"
+    text = "[otel]\nenabled = true\n[receipts]\nenabled = false\n[server]\naccess_log = false\n"
+    config.write_text(text + backend_toml("fake", provider.base_url))
+    collector = _Collector()
+    port = free_port()
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_METRIC_EXPORT_INTERVAL": "100000",
+    }
+    cmd = [INTENTMESH, "serve", "--config", str(config), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, "intentmesh serve exited"
+            try:
+                return httpx.get(base + "/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout_s=90, what="intentmesh serve")
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        response = httpx.post(base + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+        assert response.status_code == 200
+        spans = wait_for(
+            lambda: [s for s in collector.spans() if s.name == f"chat {MODEL}"],
+            what="the request span at the collector",
+        )
+        assert spans[0].trace_id.hex() == trace_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        collector.close()
