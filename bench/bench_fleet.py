@@ -32,6 +32,17 @@ async def one(accounts: object, health: HealthBook) -> float:
     return (time.perf_counter() - t0) * 1e6
 
 
+async def round_trips(fleet: Fleet, n: int) -> float:
+    """p50 of a do-nothing script: what one loopback round trip costs on this machine now."""
+    script = fleet.state.conn().client.register_script("return 1")
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await script(keys=[], args=[])
+        samples.append((time.perf_counter() - t0) * 1e6)
+    return pct(samples, 0.5)
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -50,6 +61,7 @@ async def run(n: int, url: str) -> None:
     for _ in range(n):
         embedded.append(await one(local, plain))
         redis.append(await one(fleet.accounts, shared))
+    bare = await round_trips(fleet, n)
     t0 = time.perf_counter()
     for _ in range(100_000):
         shared.breaker_if_tripped("backend-a")
@@ -69,6 +81,8 @@ async def run(n: int, url: str) -> None:
     print(f"added by fleet mode         p50 {r50 - e50:7.1f} us   p99 {r99 - e99:7.1f} us")
     print(f"ratio fleet/embedded        p50 {r50 / e50:7.2f} x    p99 {r99 / e99:7.2f} x")
     print(f"shared breaker read: {read_ns:.0f} ns (local view, no round trip)")
+    print(f"machine baseline: one bare Redis round trip (EVALSHA 'return 1') p50 {bare:.1f} us;")
+    print(f"  the fleet path makes two: {(r50 - e50) / bare:.1f} round trips' worth added")
 
 
 def main() -> None:
