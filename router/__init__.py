@@ -24,7 +24,15 @@ from intentmesh.router._executor import (
     RetryPolicy,
     Try,
 )
-from intentmesh.router._health import HealthBook, LatencyEstimate, LatencyStats
+from intentmesh.router._health import (
+    FleetVerdict,
+    FleetView,
+    HealthBook,
+    HealthShare,
+    LatencyEstimate,
+    LatencyStats,
+)
+from intentmesh.router._index import RouteIndex
 from intentmesh.router._plan import (
     Attempt,
     Candidate,
@@ -53,7 +61,10 @@ __all__ = [
     "ConsensusPlan",
     "ConsensusPolicy",
     "Executor",
+    "FleetVerdict",
+    "FleetView",
     "HealthBook",
+    "HealthShare",
     "LatencyEstimate",
     "LatencyStats",
     "Offer",
@@ -62,6 +73,7 @@ __all__ = [
     "RejectReason",
     "Rejection",
     "RetryPolicy",
+    "RouteIndex",
     "RouteRequest",
     "StreamRun",
     "Try",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 import weakref
@@ -12,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
+from pydantic import ValidationError
+
 from intentmesh._cache import ResponseCache
 from intentmesh._catalog import Catalog, CatalogModel, default_catalog
 from intentmesh._discovery import PriceBook
@@ -19,17 +22,18 @@ from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
 from intentmesh._zeroconf import with_zero_config
-from intentmesh.adapters import build_backend
-from intentmesh.adapters._http import add_secrets
+from intentmesh.adapters import add_secrets, build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
 from intentmesh.config import (
     BackendConfig,
     GatewayConfig,
+    LimitConfig,
     discover_config_path,
     load_config,
     parse_config,
 )
 from intentmesh.errors import ConfigurationError, NoRouteError
+from intentmesh.fleet import AccountStore, Limited, Limits, LocalAccounts, open_fleet
 from intentmesh.router import (
     AttemptLimits,
     BreakerPolicy,
@@ -38,10 +42,12 @@ from intentmesh.router import (
     Candidate,
     Executor,
     HealthBook,
+    HealthShare,
     Offer,
     Outcome,
     Plan,
     RetryPolicy,
+    RouteIndex,
     RouteRequest,
     StreamRun,
     estimate_prompt_tokens,
@@ -51,8 +57,11 @@ from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
+    from intentmesh.telemetry import RequestSpan, Telemetry
 
 __all__ = ["Gateway", "ResultStream"]
+
+_INDEXED_LEVELS = frozenset({"none", "receipt"})
 
 
 class Gateway:
@@ -70,6 +79,7 @@ class Gateway:
         signing_key: SigningKey | None = None,
         catalog: Catalog | None = None,
         health: HealthBook | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = _coerce_config(config)
         if config is None:  # zero-config: networks whose API key is in the environment
@@ -77,8 +87,11 @@ class Gateway:
         add_secrets(*self.config.secret_values())  # never echoed back from upstream errors
         self.catalog = catalog or _catalog_with(self.config)
         routing = self.config.routing
+        self.fleet = open_fleet(self.config.state)  # None: in-process state (the default)
+        self.telemetry = telemetry or _telemetry(self.config)  # None: off, costs nothing
         self.health = health or HealthBook(
-            BreakerPolicy(routing.failure_threshold, routing.cooldown_s)
+            BreakerPolicy(routing.failure_threshold, routing.cooldown_s),
+            share=self._health_share(),
         )
         self.backends: dict[str, Backend] = {}
         for entry in self.config.backends:
@@ -94,14 +107,22 @@ class Gateway:
         self.verification = _level_runner(self.config, self.health)
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
-        self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
+        self.prices = PriceBook(
+            self.backends,
+            self.config.backends,
+            self.catalog,
+            shared=self.fleet.prices if self.fleet else None,
+        )
         self._executor = Executor(
             self.backends, self.health, self._retry_policies(), limits=self._attempt_limits()
         )
+        self._index = RouteIndex(self.health)
+        self._offers_version, self._offers_at = -1, -math.inf
         self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
         self._ledger_arg = ledger
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
         self._key = signing_key
+        self._accounts: AccountStore | None = None
         self._portal = LoopThread()
         # Closes the private loop (and its connections) at exit if close() was never called.
         self._finalizer = weakref.finalize(self, self._portal.close)
@@ -147,6 +168,18 @@ class Gateway:
     async def ainfer(self, intent: Intent | None = None, **fields: Any) -> InferenceResult:
         """Serve ``intent`` on the best feasible backend, failing over as needed."""
         intent = _coerce_intent(intent, fields)
+        if self.telemetry is None:
+            return await self._ainfer(intent)
+        span = self.telemetry.start(intent)
+        try:
+            result = await self._ainfer(intent)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        span.finish(result)
+        return result
+
+    async def _ainfer(self, intent: Intent) -> InferenceResult:
         started = time.perf_counter()
         await self._update_prices()
         cached = self._cached(intent, started)
@@ -181,8 +214,9 @@ class Gateway:
             from intentmesh.receipts import Ledger, default_ledger_path
 
             arg = self._ledger_arg if not _is_ledger(self._ledger_arg) else None
-            path = arg or self.config.receipts.ledger or default_ledger_path()
-            self._ledger_obj = Ledger(Path(str(path)).expanduser())
+            path = str(arg or self.config.receipts.ledger or default_ledger_path())
+            url = path.startswith(("postgresql://", "postgres://"))
+            self._ledger_obj = Ledger(path if url else Path(path).expanduser())
         return self._ledger_obj
 
     @property
@@ -207,12 +241,47 @@ class Gateway:
         """Check every signature and the hash chain; the report names the first bad receipt."""
         return self.ledger.verify()
 
+    # -- named limits (budgets, rates) ------------------------------------------------
+
+    @property
+    def accounts(self) -> AccountStore:
+        """Where named limits keep their state: Redis with ``[state]``, else this process."""
+        if self._accounts is None:
+            self._accounts = self.fleet.accounts if self.fleet else LocalAccounts()
+        return self._accounts
+
+    def limit(self, name: str, **declared: Any) -> Limited:
+        """Calls that count against the named limit ``name`` (a ``[[limits]]`` entry, or
+        ``budget_usd=``/``requests_per_min=``/``tokens_per_min=``/``usd_per_day=`` given here).
+
+        A ``[[server.keys]]`` entry of the same name shares the account across the fleet.
+        """
+        found = next((x for x in self.config.limits if x.name == name), None)
+        if found is None and not declared:
+            known = [x.name for x in self.config.limits] or ["none configured"]
+            raise ConfigurationError(
+                f"no [[limits]] entry named {name!r} (known: {', '.join(known)}); add one, "
+                "or pass budget_usd=, requests_per_min=, tokens_per_min= or usd_per_day="
+            )
+        base = found.model_dump(exclude={"name"}) if found is not None else {}
+        try:
+            entry = LimitConfig(name=name, **{**base, **declared})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ConfigurationError(f"limit {name!r}: {where}: {err['msg']}") from None
+        limits = Limits(
+            entry.budget_usd, entry.requests_per_min, entry.tokens_per_min, entry.usd_per_day
+        )
+        return Limited(self, name, limits, self.accounts)
+
     # -- live prices ------------------------------------------------------------------
 
     async def arefresh_prices(self) -> None:
         """Fetch live prices and model lists now (normally lazy and off the hot path)."""
         await self.prices.arefresh()
         self._offers = self.prices.offers(self._configured_offers)
+        self._offers_version, self._offers_at = self.prices.version, self.prices.clock()
 
     def refresh_prices(self) -> None:
         """Blocking :meth:`arefresh_prices`."""
@@ -221,7 +290,12 @@ class Gateway:
     async def _update_prices(self) -> None:
         if self.prices.active:
             await self.prices.ensure()
-            self._offers = self.prices.offers(self._configured_offers)
+            # Offers are rebuilt when prices were fetched, and at most once a second otherwise
+            # (price ages and freshness), not on every call: that work grows with the backends.
+            now = self.prices.clock()
+            if self.prices.version != self._offers_version or now - self._offers_at >= 1.0:
+                self._offers = self.prices.offers(self._configured_offers)
+                self._offers_version, self._offers_at = self.prices.version, now
 
     # -- health probes ----------------------------------------------------------------
 
@@ -260,6 +334,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.prices.aclose()
+        if self.fleet is not None:
+            await self.fleet.aclose()
         await self.verification.aclose()
         for backend in self.backends.values():
             await backend.aclose()
@@ -269,6 +345,8 @@ class Gateway:
         if self._portal.started:
             self._portal.run(self.aclose())
         self._portal.close()
+        if self.fleet is not None:
+            self.fleet.close()
         if self._ledger_obj is not None and not _is_ledger(self._ledger_arg):
             self._ledger_obj.close()
 
@@ -286,6 +364,11 @@ class Gateway:
         self.close()
 
     # -- internals --------------------------------------------------------------------
+
+    def _health_share(self) -> HealthShare | None:
+        if self.fleet is None:
+            return None
+        return self.fleet.health_share([e.name for e in self.config.backends if e.enabled])
 
     def _offers_from_config(self) -> list[Offer]:
         offers: list[Offer] = []
@@ -327,10 +410,21 @@ class Gateway:
             for e in self.config.backends
         }
 
+    def _route(self, intent: Intent) -> Plan:
+        """The plan a call runs: the head of the pre-ranked index for ``none``/``receipt``
+        (time independent of the number of backends); the full solve for other levels, and
+        when nothing is feasible (so that the error names every reason)."""
+        request = self.route_request(intent)
+        if intent.verifiability in _INDEXED_LEVELS:
+            head = self._index.head(request, self._offers)
+            if head:
+                return Plan(request.models, head, (), request)
+        plan = solve(request, self._offers, self.health, self._networks)
+        return self.verification.shape_plan(intent, plan)
+
     def _call(self, intent: Intent) -> Call:
-        """Solve, and raise NoRouteError with every reason when nothing is feasible."""
-        plan = solve(self.route_request(intent), self._offers, self.health, self._networks)
-        plan = self.verification.shape_plan(intent, plan)
+        """Plan, and raise NoRouteError with every reason when nothing is feasible."""
+        plan = self._route(intent)
         if not plan.candidates:
             raise NoRouteError(" or ".join(intent.models), plan.rejections, self._hint(plan))
         messages = intent.chat_messages()
@@ -433,7 +527,7 @@ class Gateway:
         return replace(result, receipt=receipt)
 
     def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
-        from intentmesh.receipts._body import receipt_fields
+        from intentmesh.receipts import receipt_fields
 
         backend = self.backends.get(result.backend)
         host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""
@@ -483,12 +577,23 @@ class ResultStream:
         self._head: list[Chunk] = []
         self._rest: AsyncGenerator[Chunk, None] | None = None
         self._gen: AsyncGenerator[Chunk, None] | None = None
+        self._span: RequestSpan | None = None
 
     async def aopen(self) -> Self:
         """Plan and start the stream; return once its first chunk (or verified answer) is in."""
         if self._opened:
             return self
         self._opened = True
+        telemetry = self._gateway.telemetry
+        self._span = telemetry.start(self._intent) if telemetry is not None else None
+        try:
+            return await self._open()
+        except BaseException as exc:
+            if self._span is not None:
+                self._span.fail(exc)
+            raise
+
+    async def _open(self) -> Self:
         gw, intent = self._gateway, self._intent
         self._started = time.perf_counter()
         await gw._update_prices()
@@ -549,12 +654,21 @@ class ResultStream:
         while self._head:
             yield self._head.pop(0)
         if self._rest is None or self._run is None or self._call is None:
+            if self._span is not None and self.result is not None:
+                self._span.finish(self.result)
             return
-        async for chunk in self._rest:
-            yield chunk
+        try:
+            async for chunk in self._rest:
+                yield chunk
+        except BaseException as exc:
+            if self._span is not None:
+                self._span.fail(exc)
+            raise
         assert self._run.outcome is not None
         gw = self._gateway
         self.result = gw._finish(self._intent, self._call, self._run.outcome, self._started)
+        if self._span is not None:
+            self._span.finish(self.result)
 
 
 def _coerce_config(config: GatewayConfig | str | os.PathLike[str] | None) -> GatewayConfig:
@@ -614,6 +728,14 @@ def _build(config: GatewayConfig, entry: BackendConfig) -> Backend:
         return build_backend(entry)
     except ConfigurationError as exc:
         raise config.located(exc, entry.name) from None
+
+
+def _telemetry(config: GatewayConfig) -> Telemetry | None:
+    if not config.otel.enabled:
+        return None
+    from intentmesh.telemetry import Telemetry
+
+    return Telemetry()
 
 
 def _is_ledger(value: object) -> bool:

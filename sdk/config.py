@@ -31,9 +31,12 @@ __all__ = [
     "BackendConfig",
     "CatalogEntry",
     "GatewayConfig",
+    "LimitConfig",
     "ModelEntry",
+    "OtelConfig",
     "ReceiptsConfig",
     "RoutingConfig",
+    "StateConfig",
     "discover_config_path",
     "load_config",
     "parse_config",
@@ -166,6 +169,64 @@ class ReceiptsConfig(BaseModel):
     key_env: str | None = None
 
 
+STATE_URL_ENV = "INTENTMESH_STATE_URL"
+
+
+class StateConfig(BaseModel):
+    """``[state]``: the shared state store of a fleet (Redis or Valkey); unset = in-process.
+
+    ``$INTENTMESH_STATE_URL``, when set, takes precedence over ``url``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    prefix: str = Field("intentmesh", min_length=1)
+    reservation_ttl_s: float = Field(300.0, gt=0.0, description="a dead process's hold expires")
+    sync_interval_s: float = Field(0.25, gt=0.0, le=0.5, description="breaker/latency sync")
+    trial_lease_s: float = Field(10.0, gt=0.0, description="one fleet-wide half-open trial")
+    timeout_s: float = Field(1.0, gt=0.0, description="per Redis command")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    def resolved_url(self) -> str | None:
+        """``$INTENTMESH_STATE_URL`` if set, else ``url`` (None: embedded, in-process state)."""
+        env = os.environ.get(STATE_URL_ENV, "").strip()
+        if env and not env.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"{STATE_URL_ENV} must start with redis://, rediss:// or unix://"
+            )
+        return env or self.url
+
+
+class LimitConfig(BaseModel):
+    """``[[limits]]``: a named spending/rate limit the SDK uses with ``gateway.limit(name)``.
+
+    A ``[[server.keys]]`` entry with the same name shares the same account.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    budget_usd: float | None = Field(None, ge=0.0)
+    requests_per_min: int | None = Field(None, ge=1)
+    tokens_per_min: int | None = Field(None, ge=1)
+    usd_per_day: float | None = Field(None, ge=0.0)
+
+
+class OtelConfig(BaseModel):
+    """``[otel]``: OpenTelemetry spans and metrics (needs the ``otel`` extra); off by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+
+
 class CatalogEntry(BaseModel):
     """``[[models]]``: extra catalog models or aliases."""
 
@@ -186,6 +247,9 @@ class GatewayConfig(BaseModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
     models: list[CatalogEntry] = Field(default_factory=list)
+    state: StateConfig = Field(default_factory=StateConfig)
+    limits: list[LimitConfig] = Field(default_factory=list)
+    otel: OtelConfig = Field(default_factory=OtelConfig)
     server: dict[str, Any] | None = Field(
         None, description="the gateway server's section, validated by intentmesh.server"
     )
@@ -232,6 +296,9 @@ class GatewayConfig(BaseModel):
                     f"backend name {backend.name!r} is used twice; names must be unique"
                 )
             seen.add(backend.name)
+        names = [limit.name for limit in self.limits]
+        if len(set(names)) != len(names):
+            raise ValueError("limits: each [[limits]] entry needs a distinct name")
         return self
 
 

@@ -24,6 +24,10 @@ translated once, at the adapter boundary (``adapters._http.map_transport_errors`
     │   │   ├── AttestationFailed   wrong/stale nonce, bad structure, measurement, instance
     │   │   └── ProofFailed         proof missing, malformed, for other data, or rejected
     │   └── LevelUnavailable        claims a level it has no means to show; never downgraded
+    ├── LimitExceeded               a named limit or key refused the request (``.limit``,
+    │                               ``.kind``: budget / requests_per_min / tokens_per_min /
+    │                               usd_per_day, ``.retry_after`` seconds when it will pass)
+    ├── StateUnavailable            the shared state store ([state] url) cannot be reached
     ├── ExecutionError              the plan ran and did not produce an answer
     │   ├── DeadlineExceeded        ``max_latency_ms`` passed across all attempts
     │   ├── AllBackendsFailed       every candidate failed; ``.attempts`` has each failure
@@ -109,6 +113,22 @@ class IntentValidationError(IntentmeshError, ValueError):
         self.field = self.errors[0][0] if self.errors else ""
         lines = [f"{field}: {message}" for field, message in self.errors]
         super().__init__("invalid intent: " + "; ".join(lines))
+
+
+class LimitExceeded(IntentmeshError):
+    """A named limit refused the request: its budget is spent or a rate window is full."""
+
+    def __init__(
+        self, message: str, *, limit: str, kind: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class StateUnavailable(IntentmeshError):
+    """The shared state store (``[state] url``) cannot be reached; budgets fail closed."""
 
 
 class RoutingError(IntentmeshError):

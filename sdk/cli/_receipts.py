@@ -36,12 +36,11 @@ app = typer.Typer(
 )
 
 LedgerOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--ledger",
-        help="Ledger file (default: [receipts] ledger in the config, "
+        help="Ledger file or postgresql:// URL (default: [receipts] ledger in the config, "
         "else $INTENTMESH_HOME/receipts.sqlite3).",
-        dir_okay=False,
         show_default=False,
     ),
 ]
@@ -54,21 +53,25 @@ def _config(opts: Options) -> GatewayConfig:
     return load_config(path) if path else parse_config("", "<defaults>")
 
 
-def ledger_path(opts: Options, given: Path | None) -> Path:
-    """``--ledger``, else the config's ``[receipts] ledger``, else the default location."""
-    if given is not None:
-        return given.expanduser()
+def ledger_path(opts: Options, given: str | None) -> Path | str:
+    """``--ledger``, else the config's ``[receipts] ledger``, else the default location; a
+    ``postgresql://`` URL stays a URL."""
     from intentmesh.receipts import default_ledger_path
 
-    configured = _config(opts).receipts.ledger
-    return Path(configured).expanduser() if configured else default_ledger_path()
+    chosen = given if given is not None else _config(opts).receipts.ledger
+    if not chosen:
+        return default_ledger_path()
+    return chosen if chosen.startswith(_PG) else Path(chosen).expanduser()
 
 
-def _open(opts: Options, given: Path | None, must_exist: bool = True) -> Ledger | None:
+_PG = ("postgresql://", "postgres://")
+
+
+def _open(opts: Options, given: str | None, must_exist: bool = True) -> Ledger | None:
     from intentmesh.receipts import Ledger
 
     path = ledger_path(opts, given)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         if must_exist:
             raise CliError(f"no receipt ledger at {path} (it is created by the first receipt)")
         return None
@@ -120,7 +123,7 @@ def list_(
         rows = rows[-limit:]
     data = {
         "schema": "intentmesh.receipts.list.v1",
-        "ledger": str(path),
+        "ledger": book.path if book is not None else str(path),
         "total": total,
         "receipts": rows,
     }
@@ -321,7 +324,7 @@ def verify(
 
 def _trusted(value: str) -> dict[str, object]:
     from intentmesh.receipts import load_public_key
-    from intentmesh.receipts._keys import public_key_id as key_id
+    from intentmesh.receipts import public_key_id as key_id
 
     path = Path(value).expanduser()
     raw: object = path.read_text("utf-8") if path.is_file() else value

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from intentmesh._sqlite import use_wal
 from intentmesh.errors import ReceiptError
 
 __all__ = ["CheckpointRow", "Row", "RowStore"]
@@ -109,18 +109,11 @@ class RowStore:
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while self.path != ":memory:":
-            # Switching to WAL while another connection writes fails at once with "database is
-            # locked" (SQLite skips its busy handler there): retry within the busy timeout.
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    conn.close()
-                    raise
-            time.sleep(0.01)
+        try:
+            use_wal(conn, self.path, BUSY_TIMEOUT_S)
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
         try:

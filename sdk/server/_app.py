@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from intentmesh._gateway import Gateway, ResultStream
+from intentmesh.fleet import AccountStore, LocalAccounts
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import KeyConfig, ServerConfig
 from intentmesh.server._errors import ApiError, translate
@@ -49,11 +50,22 @@ def create_app(
     config: ServerConfig | None = None,
     book: SpendBook | None = None,
     close_gateway: bool = False,
+    accounts: AccountStore | None = None,
 ) -> Starlette:
-    """An ASGI app serving ``gateway``; ``keys`` (or ``config.keys``) turn on bearer auth."""
+    """An ASGI app serving ``gateway``; ``keys`` (or ``config.keys``) turn on bearer auth.
+
+    Key budgets and rates live in ``accounts``: by default the gateway's fleet store when
+    ``[state] url`` is set, else ``book`` (a :class:`SpendBook` on ``budget_db``).
+    """
     cfg = config or ServerConfig()
     key_list = list(keys) if keys is not None else list(cfg.keys)
-    handlers = _Handlers(gateway, cfg, KeyRing(key_list), book or SpendBook(cfg.budget_db))
+    if accounts is None:
+        fleet = gateway.fleet
+        if book is None and fleet is not None:
+            accounts = fleet.accounts
+        else:
+            accounts = LocalAccounts(book or SpendBook(cfg.budget_db))
+    handlers = _Handlers(gateway, cfg, KeyRing(key_list), accounts)
     routes = [
         Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
         Route("/v1/completions", handlers.completions, methods=["POST"]),
@@ -68,7 +80,7 @@ def create_app(
         await gateway.aclose()  # this loop's upstream connections
         if close_gateway:
             gateway.close()
-        handlers.service.book.close()
+        await handlers.service.accounts.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.handlers = handlers
@@ -76,11 +88,13 @@ def create_app(
 
 
 class _Handlers:
-    def __init__(self, gateway: Gateway, cfg: ServerConfig, keys: KeyRing, book: SpendBook):
+    def __init__(
+        self, gateway: Gateway, cfg: ServerConfig, keys: KeyRing, accounts: AccountStore
+    ) -> None:
         self.gateway = gateway
         self.cfg = cfg
         self.keys = keys
-        self.service = Service(gateway, book, keys.keys)
+        self.service = Service(gateway, accounts, keys.keys)
         self.metrics = Metrics()
 
     # -- generation ------------------------------------------------------------------------
@@ -92,13 +106,20 @@ class _Handlers:
         return await self._generate(request, "completion", "/v1/completions")
 
     async def _generate(self, request: Request, kind: Kind, endpoint: str) -> Response:
+        telemetry = self.gateway.telemetry
+        if telemetry is None:
+            return await self._generate_in(request, kind, endpoint)
+        with telemetry.incoming(request.headers):  # the caller's traceparent is our parent
+            return await self._generate_in(request, kind, endpoint)
+
+    async def _generate_in(self, request: Request, kind: Kind, endpoint: str) -> Response:
         t0 = time.perf_counter()
         self.metrics.in_flight += 1
         streaming = False
         try:
             key = self.keys.authenticate(request.headers.get("authorization"))
             body = await _read_json(request, self.cfg.max_body_bytes)
-            job = self.service.prepare(parse_request(kind, body, self.cfg, key), key)
+            job = await self.service.prepare(parse_request(kind, body, self.cfg, key), key)
             if job.request.stream:
                 response = await self._stream(request, job, endpoint, t0)
                 streaming = isinstance(response, StreamingResponse)
@@ -140,7 +161,7 @@ class _Handlers:
             if not closed:
                 closed = True
                 await stream.aclose()
-                self.service.finish_stream(job, stream)
+                await self.service.finish_stream(job, stream)
                 self.metrics.in_flight -= 1
                 self.metrics.observe(endpoint, 200, time.perf_counter() - t0)
 

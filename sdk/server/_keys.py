@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from intentmesh._catalog import Catalog
 from intentmesh._intent import Intent
-from intentmesh.adapters._http import add_secrets
+from intentmesh.adapters import add_secrets
 from intentmesh.errors import ConfigurationError
 from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError

@@ -9,9 +9,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from intentmesh._verifiers import build_tdx_quote
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
 from intentmesh.testing import FakeOpenAIProvider, FakeRequest, FakeResponse
+from intentmesh.verify import build_tdx_quote
 
 GOLDEN_MRTD = "11" * 48
 
