@@ -24,11 +24,9 @@ KNOWN = frozenset(
     {
         "adapters/akash.py imports intentmesh._catalog",
         "sdk/testing/networks/bittensor.py imports intentmesh.adapters._epistula",
-        # Landed with #10/#11 while this test was written; export these and drop the lines.
-        "sdk/_gateway.py imports intentmesh.adapters._http",
-        "sdk/server/_keys.py imports intentmesh.adapters._http",
-        "sdk/_gateway.py imports intentmesh.receipts._body",
-        "sdk/cli/_receipts.py imports intentmesh.receipts._keys",
+        # Landed with the fleet package (#13/#14): export these from intentmesh.fleet, then drop.
+        "sdk/server/_budget.py imports intentmesh.fleet._sqlite",
+        "sdk/server/_service.py imports intentmesh.fleet._spend",
     }
 )
 
