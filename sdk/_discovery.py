@@ -204,9 +204,14 @@ class PriceBook:
                     latency_prior_ms=entry.latency_ms,
                     verifiability=_narrowed(base, listing),
                     operator=entry.operator or name,
+                    context_length=listing.context_length or self._context(listing),
                 )
             )
         return offers
+
+    def _context(self, listing: ModelListing) -> int | None:
+        known = self.catalog.models.get(self._canonical(listing))
+        return known.context_length if known is not None else None
 
     def _canonical(self, listing: ModelListing) -> str:
         for name in (listing.id, *listing.attributes.get("aliases", ())):
