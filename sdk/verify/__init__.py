@@ -33,6 +33,7 @@ from intentmesh.verify._proof import (
     ProvingBackend,
     build_proof_verifier,
 )
+from intentmesh.verify._ritual import RitualProofBackend
 from intentmesh.verify._tdx import TdxQuote, build_tdx_quote, parse_tdx_quote
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "ProofVerifier",
     "ProvingBackend",
     "QuoteVerifier",
+    "RitualProofBackend",
     "TdxAttestationVerifier",
     "TdxQuote",
     "VerificationFailed",
