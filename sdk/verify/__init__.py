@@ -23,6 +23,7 @@ from intentmesh.verify._attestation import (
     TdxAttestationVerifier,
     check_evidence,
 )
+from intentmesh.verify._dcap import CollateralCache, DcapPolicy, DcapQuoteVerifier
 from intentmesh.verify._levels import LevelRunner
 from intentmesh.verify._proof import (
     PROOF_SYSTEMS,
@@ -46,6 +47,9 @@ __all__ = [
     "ConsensusError",
     "ConsensusPlan",
     "ConsensusPolicy",
+    "CollateralCache",
+    "DcapPolicy",
+    "DcapQuoteVerifier",
     "EzklVerifier",
     "LevelRunner",
     "LevelUnavailable",

@@ -33,6 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from intentmesh.errors import AttestationFailed, ConfigurationError
+from intentmesh.verify._dcap import DcapPolicy, DcapQuoteVerifier
 from intentmesh.verify._tdx import TdxQuote, parse_tdx_quote
 
 __all__ = [
@@ -61,6 +62,7 @@ class AttestationPolicy(BaseModel):
     golden: list[dict[str, str]] = Field(default_factory=list)
     require_quote_signature: bool = False
     timeout_s: float = Field(10.0, gt=0)
+    dcap: DcapPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +76,10 @@ class AttestationReport:
     measurements: dict[str, str]
     checks: dict[str, str]
     fetched_at: float
+    quotes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_receipt(self) -> dict[str, Any]:
-        return {
+        out = {
             "level": "attested",
             "kind": self.kind,
             "nonce": self.nonce,
@@ -85,15 +88,21 @@ class AttestationReport:
             "measurements": self.measurements,
             "checks": self.checks,
         }
+        if self.quotes:
+            out["quotes"] = self.quotes  # each quote verifier's verdict (e.g. TCB status)
+        return out
 
 
 class QuoteVerifier(Protocol):
     """An external check of a quote's signature chain (Intel DCAP, NVIDIA NRAS, a service).
 
-    Return normally when the quote is genuine; raise :class:`AttestationFailed` otherwise.
+    Return normally when the quote is genuine (optionally a verdict mapping, recorded in the
+    receipt's ``verification.quotes``); raise :class:`AttestationFailed` otherwise.
     """
 
-    async def averify_quote(self, quote: bytes, evidence: Mapping[str, Any]) -> None: ...
+    async def averify_quote(
+        self, quote: bytes, evidence: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None: ...
 
 
 class AttestationVerifier(Protocol):
@@ -157,6 +166,8 @@ class TdxAttestationVerifier:
                 f"backend {backend!r}: attestation.{where}: {err['msg']}"
             ) from None
         url = _evidence_url(backend, base_url, policy)
+        if quote_verifier is None and policy.dcap is not None:
+            quote_verifier = DcapQuoteVerifier(policy.dcap, backend=backend)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         client = httpx.AsyncClient(timeout=policy.timeout_s, headers=headers)
         fetch = _http_fetcher(backend, client, url)
@@ -171,7 +182,9 @@ class TdxAttestationVerifier:
         report = check_evidence(self.backend, evidence, nonce, self.policy, fetched)
         if self.quote_verifier is not None:
             for quote in _raw_quotes(evidence):
-                await self.quote_verifier.averify_quote(quote, evidence)
+                verdict = await self.quote_verifier.averify_quote(quote, evidence)
+                if verdict:
+                    report.quotes.append(dict(verdict))
             report.checks["quote_signature"] = "ok"
         elif self.policy.require_quote_signature:
             raise self._fail(
@@ -198,6 +211,9 @@ class TdxAttestationVerifier:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+        close = getattr(self.quote_verifier, "aclose", None)
+        if close is not None:
+            await close()
 
     def _fail(self, check: str, message: str) -> AttestationFailed:
         return AttestationFailed(f"attestation: {message}", backend=self.backend, check=check)

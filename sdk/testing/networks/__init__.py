@@ -26,6 +26,7 @@ from intentmesh.testing.networks.bittensor import FakeAxon, write_snapshot
 from intentmesh.testing.networks.chutes import ChutesModel, FakeChutes, fake_chutes_key
 from intentmesh.testing.networks.ionet import FakeIONet
 from intentmesh.testing.networks.nineteen import FakeNineteen
+from intentmesh.testing.networks.pccs import FakePccs
 from intentmesh.testing.networks.ritual import (
     ContainerSpec,
     FakeInfernetContainer,
@@ -46,6 +47,7 @@ __all__ = [
     "FakeInfernetContainer",
     "FakeInfernetNode",
     "FakeNineteen",
+    "FakePccs",
     "FakeTargon",
     "FakeVLLM",
     "NetworkFake",
