@@ -25,6 +25,7 @@ from intentmesh.verify._attestation import (
 )
 from intentmesh.verify._dcap import CollateralCache, DcapPolicy, DcapQuoteVerifier
 from intentmesh.verify._levels import LevelRunner
+from intentmesh.verify._nras import NrasPolicy, NrasVerifier
 from intentmesh.verify._proof import (
     PROOF_SYSTEMS,
     EzklVerifier,
@@ -53,6 +54,8 @@ __all__ = [
     "EzklVerifier",
     "LevelRunner",
     "LevelUnavailable",
+    "NrasPolicy",
+    "NrasVerifier",
     "ProofBundle",
     "ProofFailed",
     "ProofReport",

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from intentmesh.errors import AttestationFailed, ConfigurationError
 from intentmesh.verify._dcap import DcapPolicy, DcapQuoteVerifier
+from intentmesh.verify._nras import NrasPolicy, NrasVerifier
 from intentmesh.verify._tdx import TdxQuote, parse_tdx_quote
 
 __all__ = [
@@ -63,6 +64,7 @@ class AttestationPolicy(BaseModel):
     require_quote_signature: bool = False
     timeout_s: float = Field(10.0, gt=0)
     dcap: DcapPolicy | None = None
+    nras: NrasPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class AttestationReport:
     checks: dict[str, str]
     fetched_at: float
     quotes: list[dict[str, Any]] = field(default_factory=list)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
 
     def to_receipt(self) -> dict[str, Any]:
         out = {
@@ -90,6 +93,8 @@ class AttestationReport:
         }
         if self.quotes:
             out["quotes"] = self.quotes  # each quote verifier's verdict (e.g. TCB status)
+        if self.gpus:
+            out["gpus"] = self.gpus  # the NRAS verdict per evidence item
         return out
 
 
@@ -138,12 +143,14 @@ class TdxAttestationVerifier:
         fetch: EvidenceFetcher,
         *,
         quote_verifier: QuoteVerifier | None = None,
+        gpu_verifier: NrasVerifier | None = None,
         clock: Callable[[], float] = time.time,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.backend = backend
         self.policy = policy
         self.quote_verifier = quote_verifier
+        self.gpu_verifier = gpu_verifier
         self._fetch = fetch
         self._clock = clock
         self._client = client
@@ -171,7 +178,10 @@ class TdxAttestationVerifier:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         client = httpx.AsyncClient(timeout=policy.timeout_s, headers=headers)
         fetch = _http_fetcher(backend, client, url)
-        return cls(backend, policy, fetch, quote_verifier=quote_verifier, client=client)
+        gpu = NrasVerifier(policy.nras, backend=backend) if policy.nras is not None else None
+        return cls(
+            backend, policy, fetch, quote_verifier=quote_verifier, gpu_verifier=gpu, client=client
+        )
 
     async def aattest(self, nonce: str) -> AttestationReport:
         asked = self._clock()
@@ -191,6 +201,10 @@ class TdxAttestationVerifier:
                 "quote_signature",
                 "require_quote_signature is set but no QuoteVerifier is configured",
             )
+        if self.gpu_verifier is not None:
+            for item in _items(evidence):
+                report.gpus.append(await self.gpu_verifier.averify_item(item, nonce))
+            report.checks["gpu"] = "ok"
         return report
 
     def check_served_by(self, report: AttestationReport, headers: Mapping[str, str]) -> None:
@@ -211,9 +225,10 @@ class TdxAttestationVerifier:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
-        close = getattr(self.quote_verifier, "aclose", None)
-        if close is not None:
-            await close()
+        for verifier in (self.quote_verifier, self.gpu_verifier):
+            close = getattr(verifier, "aclose", None)
+            if close is not None:
+                await close()
 
     def _fail(self, check: str, message: str) -> AttestationFailed:
         return AttestationFailed(f"attestation: {message}", backend=self.backend, check=check)
@@ -329,9 +344,13 @@ def _decode(value: Any) -> bytes | None:
         return None
 
 
-def _raw_quotes(evidence: Mapping[str, Any]) -> list[bytes]:
+def _items(evidence: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     items = evidence.get("evidence") or [evidence]
-    found = [_decode(i.get("quote") or i.get("intel_quote")) for i in items]
+    return [i for i in items if isinstance(i, Mapping)]
+
+
+def _raw_quotes(evidence: Mapping[str, Any]) -> list[bytes]:
+    found = [_decode(i.get("quote") or i.get("intel_quote")) for i in _items(evidence)]
     return [q for q in found if q is not None]
 
 

@@ -129,12 +129,18 @@ class PccsClient:
     async def fetch(self, fmspc: str, ca: str, tee: str) -> Collateral:
         import dcap_qvl
 
-        pck_crl, pck_chain = await self._get(f"sgx/certification/v4/pckcrl?ca={ca}&encoding=der",
-                                             "SGX-PCK-CRL-Issuer-Chain")
-        tcb, tcb_chain = await self._get(f"{tee}/certification/v4/tcb?fmspc={fmspc}",
-                                         "TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain")
-        qe, qe_chain = await self._get(f"{tee}/certification/v4/qe/identity?update=standard",
-                                       "SGX-Enclave-Identity-Issuer-Chain")
+        pck_crl, pck_chain = await self._get(
+            f"sgx/certification/v4/pckcrl?ca={ca}&encoding=der", "SGX-PCK-CRL-Issuer-Chain"
+        )
+        tcb, tcb_chain = await self._get(
+            f"{tee}/certification/v4/tcb?fmspc={fmspc}",
+            "TCB-Info-Issuer-Chain",
+            "SGX-TCB-Info-Issuer-Chain",
+        )
+        qe, qe_chain = await self._get(
+            f"{tee}/certification/v4/qe/identity?update=standard",
+            "SGX-Enclave-Identity-Issuer-Chain",
+        )
         root_crl = await self._root_crl(qe_chain)
         tcb_info, tcb_sig = _signed_member(tcb, "tcbInfo")
         qe_identity, qe_sig = _signed_member(qe, "enclaveIdentity")

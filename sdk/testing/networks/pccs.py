@@ -48,12 +48,17 @@ class FakePccs(LoopbackServer):
             chain = {"SGX-PCK-CRL-Issuer-Chain": quote(col["pck_crl_issuer_chain"])}
             return FakeResponse(200, chain, bytes.fromhex(col["pck_crl"]))
         if rest == "tcb":
-            return _signed("tcbInfo", col["tcb_info"], col["tcb_info_signature"],
-                           {"TCB-Info-Issuer-Chain": quote(col["tcb_info_issuer_chain"])})
+            return _signed(
+                "tcbInfo",
+                col["tcb_info"],
+                col["tcb_info_signature"],
+                {"TCB-Info-Issuer-Chain": quote(col["tcb_info_issuer_chain"])},
+            )
         if rest == "qe/identity":
             chain = {"SGX-Enclave-Identity-Issuer-Chain": quote(col["qe_identity_issuer_chain"])}
-            return _signed("enclaveIdentity", col["qe_identity"], col["qe_identity_signature"],
-                           chain)
+            return _signed(
+                "enclaveIdentity", col["qe_identity"], col["qe_identity_signature"], chain
+            )
         if tee == "sgx" and rest == "rootcacrl":
             return FakeResponse.text(col["root_ca_crl"])
         return FakeResponse.json({"error": f"no route {request.path}"}, 404)
