@@ -36,6 +36,7 @@ from intentmesh.verify._proof import (
     build_proof_verifier,
 )
 from intentmesh.verify._ritual import RitualProofBackend
+from intentmesh.verify._spot import SpotPlan, SpotPolicy
 from intentmesh.verify._tdx import TdxQuote, build_tdx_quote, parse_tdx_quote
 
 __all__ = [
@@ -63,6 +64,8 @@ __all__ = [
     "ProvingBackend",
     "QuoteVerifier",
     "RitualProofBackend",
+    "SpotPlan",
+    "SpotPolicy",
     "TdxAttestationVerifier",
     "TdxQuote",
     "VerificationFailed",
