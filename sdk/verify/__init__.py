@@ -15,6 +15,7 @@ from intentmesh.errors import (
     VerificationFailed,
 )
 from intentmesh.router._consensus import ConsensusPlan, ConsensusPolicy
+from intentmesh.verify._aci import export_aci_receipt, gateway_keyset, verify_aci_receipt
 from intentmesh.verify._attestation import (
     AttestationPolicy,
     AttestationReport,
@@ -72,5 +73,8 @@ __all__ = [
     "build_proof_verifier",
     "build_tdx_quote",
     "check_evidence",
+    "export_aci_receipt",
+    "gateway_keyset",
     "parse_tdx_quote",
+    "verify_aci_receipt",
 ]

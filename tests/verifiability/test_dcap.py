@@ -86,9 +86,7 @@ def test_a_real_quote_verifies_to_intels_root(pccs: FakePccs) -> None:
 
 def test_collateral_is_cached_and_refetched_when_too_old(pccs: FakePccs) -> None:
     clock = Clock(IN_WINDOW)
-    v = DcapQuoteVerifier(
-        DcapPolicy(pccs_url=pccs.url, max_collateral_age_s=600), clock=clock
-    )
+    v = DcapQuoteVerifier(DcapPolicy(pccs_url=pccs.url, max_collateral_age_s=600), clock=clock)
 
     async def go() -> None:
         await v.averify_quote(V4, {})
@@ -130,8 +128,11 @@ def test_a_wrong_root_is_rejected(pccs: FakePccs, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Intel SGX Root CA")])
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
         .not_valid_before(datetime.datetime(2018, 1, 1))
         .not_valid_after(datetime.datetime(2049, 1, 1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -196,8 +197,7 @@ def test_the_verdict_reaches_the_attestation_report(pccs: FakePccs) -> None:
 
 def test_config_builds_the_verifier_and_names_bad_values() -> None:
     att = TdxAttestationVerifier.from_config(
-        "tee", "http://127.0.0.1:9", {"kind": "openai",
-                                     "dcap": {"pccs_url": "http://127.0.0.1:9"}}
+        "tee", "http://127.0.0.1:9", {"kind": "openai", "dcap": {"pccs_url": "http://127.0.0.1:9"}}
     )
     assert isinstance(att.quote_verifier, DcapQuoteVerifier)
     asyncio.run(att.aclose())

@@ -104,8 +104,13 @@ def test_a_swapped_gpu_token_breaks_the_binding(nras: FakeNras) -> None:
 
 def test_claims_are_checked_against_the_policy(nras: FakeNras) -> None:
     rejected(nras, nras.issue(NONCE, overall=False), "gpu_claims", "overall attestation")
-    rejected(nras, nras.issue(NONCE), "gpu_claims", "driver-version='570.133.20'",
-             driver_versions=["999.1"])
+    rejected(
+        nras,
+        nras.issue(NONCE),
+        "gpu_claims",
+        "driver-version='570.133.20'",
+        driver_versions=["999.1"],
+    )
     rejected(nras, nras.issue(NONCE), "gpu_claims", "hwmodel", hwmodels=["GB100"])
     nras.gpu_claims = {"measres": "fail", "dbgstat": "enabled"}
     rejected(nras, nras.issue(NONCE), "gpu_claims", "measres='fail'")
@@ -123,9 +128,16 @@ class GpuTeeProvider(FakeTeeProvider):
 
     def _item(self, nonce: str) -> dict[str, Any]:
         item = super()._item(nonce)
-        payload = {"nonce": nonce if self.mode != "gpu_nonce" else "11" * 32, "arch": "HOPPER",
-                   "evidence_list": [{"evidence": base64.b64encode(b"report").decode(),
-                                      "certificate": base64.b64encode(b"chain").decode()}]}
+        payload = {
+            "nonce": nonce if self.mode != "gpu_nonce" else "11" * 32,
+            "arch": "HOPPER",
+            "evidence_list": [
+                {
+                    "evidence": base64.b64encode(b"report").decode(),
+                    "certificate": base64.b64encode(b"chain").decode(),
+                }
+            ],
+        }
         item["nvidia_payload"] = json.dumps(payload)
         return item
 

@@ -19,17 +19,25 @@ from intentmesh.verify import SpotPlan, SpotPolicy
 
 
 def intent(**kw: Any) -> Intent:
-    base: dict[str, Any] = {"model": MODEL, "prompt": "2+2?", "max_tokens": 8,
-                            "verifiability": "spot", "seed": 3}
+    base: dict[str, Any] = {
+        "model": MODEL,
+        "prompt": "2+2?",
+        "max_tokens": 8,
+        "verifiability": "spot",
+        "seed": 3,
+    }
     return Intent(**{**base, **kw})
 
 
-def gateway(start: Callable[..., Any], tmp_path: Path, answer: str, reference: str = "four",
-            **policy: Any) -> tuple[Any, FakeOpenAIProvider, FakeOpenAIProvider]:
+def gateway(
+    start: Callable[..., Any], tmp_path: Path, answer: str, reference: str = "four", **policy: Any
+) -> tuple[Any, FakeOpenAIProvider, FakeOpenAIProvider]:
     remote = start(FakeOpenAIProvider(["fake-llama"], reply=lambda _p: answer))
     local = start(FakeOpenAIProvider(["fake-llama"], reply=lambda _p: reference))
-    entries = [backend_toml("remote", remote.base_url, price=0.1),
-               backend_toml("local", local.base_url, price=0.0)]
+    entries = [
+        backend_toml("remote", remote.base_url, price=0.1),
+        backend_toml("local", local.base_url, price=0.0),
+    ]
     gw = make_gateway(tmp_path, entries)
     gw.verification.spot = SpotPolicy(**{"rate": 1.0, **policy})
     return gw, remote, local

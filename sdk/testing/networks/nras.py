@@ -63,16 +63,22 @@ class FakeNras(LoopbackServer):
         now = int(time.time())
         base = {"iss": self.issuer, "iat": now, "nbf": now, "exp": now + 3600}
         tokens = {
-            f"GPU-{i}": self._sign({**base, "eat_nonce": nonce, **GOOD_GPU_CLAIMS,
-                                    **self.gpu_claims}, key)
+            f"GPU-{i}": self._sign(
+                {**base, "eat_nonce": nonce, **GOOD_GPU_CLAIMS, **self.gpu_claims}, key
+            )
             for i in range(gpus)
         }
         submods = {
             gpu: ["DIGEST", ["SHA-256", hashlib.sha256(t.encode()).hexdigest()]]
             for gpu, t in tokens.items()
         }
-        claims = {**base, "eat_nonce": nonce, "x-nvidia-overall-att-result": overall,
-                  "submods": submods, **extra}
+        claims = {
+            **base,
+            "eat_nonce": nonce,
+            "x-nvidia-overall-att-result": overall,
+            "submods": submods,
+            **extra,
+        }
         return [["JWT", self._sign(claims, key)], tokens]
 
     async def handle(self, request: FakeRequest) -> FakeResponse:
