@@ -166,3 +166,18 @@ def test_gpu_evidence_through_the_gateway(
     assert block["gpus"][0]["gpus"][0]["driver_version"] == "570.133.20"
     with make_gateway(tmp_path, entries[:1]) as gw, pytest.raises(AllBackendsFailed):
         gw.infer(intent)
+
+
+def test_the_documented_dcap_and_nras_tables_parse() -> None:
+    import tomllib
+
+    from intentmesh.verify import AttestationPolicy
+
+    docs = (Path(__file__).parents[2] / "docs" / "verifiability.md").read_text()
+    tables = {}
+    for name in ("dcap", "nras"):
+        block = docs.split(f"[backends.attestation.{name}]\n", 1)[1].split("```", 1)[0]
+        tables[name] = tomllib.loads(block)
+    policy = AttestationPolicy(kind="openai", **tables)
+    assert policy.dcap is not None and policy.dcap.tcb_statuses == ["UpToDate", "SWHardeningNeeded"]
+    assert policy.nras is not None and policy.nras.claims["measres"] == "success"
