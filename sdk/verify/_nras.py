@@ -85,6 +85,10 @@ class JwksCache:
             raise _fail("gpu_signature", f"the issuer's JWKS ({self.url}) has no key {kid!r}")
         return found
 
+    def clear(self) -> None:
+        self._keys = {}
+        self._at = float("-inf")
+
     async def _refresh(self) -> None:
         try:
             response = await self._client.get(self.url)
