@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "akash-vllm": "intentmesh.adapters.akash:AkashVLLMBackend",
     "ionet": "intentmesh.adapters.ionet:IONetBackend",
     "local": "intentmesh.adapters.local:LocalBackend",
+    "nearai": "intentmesh.adapters.nearai:NearAIBackend",
 }
 
 # Extra needed for each type's optional dependencies, named in the ImportError we raise.

@@ -25,6 +25,7 @@ from intentmesh.verify._attestation import (
     check_evidence,
 )
 from intentmesh.verify._dcap import CollateralCache, DcapPolicy, DcapQuoteVerifier
+from intentmesh.verify._eth import eth_address, personal_sign_hash, recover_signer
 from intentmesh.verify._levels import LevelRunner
 from intentmesh.verify._nras import NrasPolicy, NrasVerifier
 from intentmesh.verify._proof import (
@@ -73,8 +74,11 @@ __all__ = [
     "build_proof_verifier",
     "build_tdx_quote",
     "check_evidence",
+    "eth_address",
     "export_aci_receipt",
     "gateway_keyset",
     "parse_tdx_quote",
+    "personal_sign_hash",
+    "recover_signer",
     "verify_aci_receipt",
 ]

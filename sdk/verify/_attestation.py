@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from intentmesh.errors import AttestationFailed, ConfigurationError
 from intentmesh.verify._dcap import DcapPolicy, DcapQuoteVerifier
@@ -53,10 +54,11 @@ class AttestationPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["chutes", "openai"]
+    kind: Literal["chutes", "openai", "nearai"]
     chute_id: str | None = None
     url: str | None = None
-    report_data: Literal["nonce", "sha256"] = "nonce"
+    model: str | None = None  # sent as ?model= (NEAR AI attests per model)
+    report_data: Literal["nonce", "sha256", "address+nonce"] = "nonce"
     max_age_s: float = Field(300.0, gt=0)
     instance_ids: list[str] = Field(default_factory=list)
     instance_header: str | None = None
@@ -65,6 +67,14 @@ class AttestationPolicy(BaseModel):
     timeout_s: float = Field(10.0, gt=0)
     dcap: DcapPolicy | None = None
     nras: NrasPolicy | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nearai_layout(cls, data: Any) -> Any:
+        """NEAR AI binds its signing address and our nonce: that is its default layout."""
+        if isinstance(data, dict) and data.get("kind") == "nearai":
+            return {"report_data": "address+nonce", **data}
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,8 @@ class AttestationVerifier(Protocol):
     async def aclose(self) -> None: ...
 
 
+_GPU_KEYS = frozenset({"nras_token", "gpu_token", "nvidia_payload"})
+
 EvidenceFetcher = Callable[[str], Awaitable[dict[str, Any]]]
 """``nonce -> evidence document``; raise :class:`AttestationFailed` (check ``fetch``)."""
 
@@ -131,6 +143,7 @@ class _Instance:
     raw_quote: bytes
     echoed: list[str] = field(default_factory=list)
     timestamp: float | None = None
+    tls_fingerprint: str | None = None
 
 
 class TdxAttestationVerifier:
@@ -177,7 +190,10 @@ class TdxAttestationVerifier:
             quote_verifier = DcapQuoteVerifier(policy.dcap, backend=backend)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         client = httpx.AsyncClient(timeout=policy.timeout_s, headers=headers)
-        fetch = _http_fetcher(backend, client, url)
+        params = {"model": policy.model} if policy.model else {}
+        if policy.kind == "nearai":
+            params["signing_algo"] = "ecdsa"
+        fetch = _http_fetcher(backend, client, url, params)
         gpu = NrasVerifier(policy.nras, backend=backend) if policy.nras is not None else None
         return cls(
             backend, policy, fetch, quote_verifier=quote_verifier, gpu_verifier=gpu, client=client
@@ -202,7 +218,11 @@ class TdxAttestationVerifier:
                 "require_quote_signature is set but no QuoteVerifier is configured",
             )
         if self.gpu_verifier is not None:
-            for item in _items(evidence):
+            # items that carry GPU evidence (a CPU-only gateway attestation may not); none is a
+            # failure, raised by averify_item
+            items = _items(evidence)
+            gpu_items = [i for i in items if set(i) & _GPU_KEYS] or items[:1]
+            for item in gpu_items:
                 report.gpus.append(await self.gpu_verifier.averify_item(item, nonce))
             report.checks["gpu"] = "ok"
         return report
@@ -248,9 +268,8 @@ def check_evidence(
         return AttestationFailed(f"attestation: {message}", backend=backend, check=check)
 
     instances = _instances(evidence, fail)
-    expected = _expected_report_data(nonce, policy)
     for inst in instances:
-        if inst.quote.report_data[:32] != expected:
+        if not _binds(inst, nonce, policy):
             raise fail("nonce", f"instance {inst.instance_id}: report data is not our nonce")
         if any(echo != nonce for echo in inst.echoed):
             raise fail("nonce", f"instance {inst.instance_id}: evidence echoes another nonce")
@@ -277,12 +296,23 @@ def check_evidence(
     )
 
 
+def _evidence_list(evidence: Mapping[str, Any]) -> Any:
+    """The evidence items: Chutes' ``evidence``, NEAR AI's ``model_attestations`` (plus its
+    ``gateway_attestation``), or the generic shape: one instance at top level."""
+    if "model_attestations" in evidence:
+        items = evidence.get("model_attestations")
+        gateway = evidence.get("gateway_attestation")
+        if isinstance(items, list) and isinstance(gateway, Mapping):
+            return [*items, gateway]
+        return items
+    items = evidence.get("evidence")
+    return [evidence] if items is None else items
+
+
 def _instances(
     evidence: Mapping[str, Any], fail: Callable[[str, str], AttestationFailed]
 ) -> list[_Instance]:
-    items = evidence.get("evidence")
-    if items is None:  # the generic shape: one instance at top level
-        items = [evidence]
+    items = _evidence_list(evidence)
     if not isinstance(items, list) or not items:
         raise fail("structure", "no evidence items")
     out = []
@@ -300,10 +330,11 @@ def _instances(
         except ValueError as exc:
             raise fail("structure", f"instance {instance_id}: {exc}") from None
         echoed = [str(item["nonce"])] if "nonce" in item else []
-        for gpu in item.get("gpu_evidence") or []:
+        for gpu in [*(item.get("gpu_evidence") or []), _json(item.get("nvidia_payload"))]:
             if isinstance(gpu, Mapping) and "nonce" in gpu:
                 echoed.append(str(gpu["nonce"]))
-        out.append(_Instance(instance_id, quote, raw, echoed, _when(item.get("timestamp"))))
+        when, fingerprint = _when(item.get("timestamp")), item.get("tls_cert_fingerprint")
+        out.append(_Instance(instance_id, quote, raw, echoed, when, fingerprint or None))
     return out
 
 
@@ -325,9 +356,24 @@ def _check_golden(
     return "ok"
 
 
-def _expected_report_data(nonce: str, policy: AttestationPolicy) -> bytes:
-    raw = bytes.fromhex(nonce)
-    return hashlib.sha256(raw).digest() if policy.report_data == "sha256" else raw
+def _binds(inst: _Instance, nonce: str, policy: AttestationPolicy) -> bool:
+    """REPORTDATA binds our nonce: ``[0:32]`` = nonce or its SHA-256; or (``address+nonce``,
+    NEAR AI / dstack vLLM proxy) ``[0:32]`` = the signing address right-padded with zeros (or
+    ``sha256(address || tls_cert_fingerprint)``) and ``[32:64]`` = nonce."""
+    raw, data = bytes.fromhex(nonce), inst.quote.report_data
+    if policy.report_data == "sha256":
+        return data[:32] == hashlib.sha256(raw).digest()
+    if policy.report_data == "nonce":
+        return data[:32] == raw
+    try:
+        address = bytes.fromhex(inst.instance_id.removeprefix("0x"))
+        fingerprint = bytes.fromhex(inst.tls_fingerprint) if inst.tls_fingerprint else None
+    except ValueError:
+        return False
+    first = (
+        hashlib.sha256(address + fingerprint).digest() if fingerprint else address.ljust(32, b"\0")
+    )
+    return len(address) <= 32 and data[:32] == first and data[32:64] == raw
 
 
 def _decode(value: Any) -> bytes | None:
@@ -345,8 +391,17 @@ def _decode(value: Any) -> bytes | None:
 
 
 def _items(evidence: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    items = evidence.get("evidence") or [evidence]
+    items = _evidence_list(evidence) or [evidence]
     return [i for i in items if isinstance(i, Mapping)]
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
 
 
 def _raw_quotes(evidence: Mapping[str, Any]) -> list[bytes]:
@@ -385,10 +440,12 @@ def _evidence_url(backend: str, base_url: str | None, policy: AttestationPolicy)
     return origin + path
 
 
-def _http_fetcher(backend: str, client: httpx.AsyncClient, url: str) -> EvidenceFetcher:
+def _http_fetcher(
+    backend: str, client: httpx.AsyncClient, url: str, params: Mapping[str, str]
+) -> EvidenceFetcher:
     async def fetch(nonce: str) -> dict[str, Any]:
         try:
-            response = await client.get(url, params={"nonce": nonce})
+            response = await client.get(url, params={**params, "nonce": nonce})
         except httpx.HTTPError as exc:
             raise AttestationFailed(
                 f"attestation: cannot fetch evidence: {exc}", backend=backend, check="fetch"

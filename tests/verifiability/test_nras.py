@@ -124,12 +124,20 @@ def test_expired_and_foreign_issuer_tokens_are_rejected(nras: FakeNras) -> None:
 
 
 class GpuTeeProvider(FakeTeeProvider):
-    """TDX evidence plus the raw GPU evidence (``nvidia_payload``) that NRAS appraises."""
+    """TDX evidence plus GPU evidence: the raw evidence (``nvidia_payload``) that NRAS
+    appraises, or (``gpu_nonce``) an NRAS token issued for another nonce."""
+
+    def __init__(self, nras: FakeNras, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.nras = nras
 
     def _item(self, nonce: str) -> dict[str, Any]:
         item = super()._item(nonce)
+        if self.mode == "gpu_nonce":
+            item["nras_token"] = self.nras.issue("11" * 32)
+            return item
         payload = {
-            "nonce": nonce if self.mode != "gpu_nonce" else "11" * 32,
+            "nonce": nonce,
             "arch": "HOPPER",
             "evidence_list": [
                 {
@@ -155,7 +163,8 @@ def test_gpu_evidence_through_the_gateway(
     start: Callable[..., Any], nras: FakeNras, tmp_path: Path
 ) -> None:
     intent = Intent(model=MODEL, prompt="hi", max_tokens=8, verifiability="attested")
-    bad, good = start(GpuTeeProvider(mode="gpu_nonce")), start(GpuTeeProvider())
+    bad = start(GpuTeeProvider(nras, mode="gpu_nonce"))
+    good = start(GpuTeeProvider(nras))
     entries = [gpu_entry("bad", bad, nras, 0.1), gpu_entry("good", good, nras, 0.5)]
     with make_gateway(tmp_path, entries) as gw:
         res = gw.infer(intent)
