@@ -178,7 +178,7 @@ def _routing(body: Mapping[str, Any]) -> dict[str, Any]:
 def _check_events(events: Any) -> None:
     if not isinstance(events, Sequence) or not events:
         raise _fail("aci_shape", "event_log is empty")
-    seqs = [e.get("seq") for e in events if isinstance(e, Mapping)]
+    seqs: list[Any] = [e.get("seq") for e in events if isinstance(e, Mapping)]
     if len(seqs) != len(events) or any(not isinstance(s, int) for s in seqs):
         raise _fail("aci_shape", "every event needs an integer seq")
     if any(b <= a for a, b in zip(seqs, seqs[1:], strict=False)):

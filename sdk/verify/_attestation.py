@@ -92,7 +92,7 @@ class AttestationReport:
     gpus: list[dict[str, Any]] = field(default_factory=list)
 
     def to_receipt(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "level": "attested",
             "kind": self.kind,
             "nonce": self.nonce,

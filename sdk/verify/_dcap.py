@@ -64,7 +64,7 @@ class DcapPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pccs_url: str = INTEL_PCS_URL
-    tcb_statuses: list[TcbStatus] = Field(default_factory=lambda: ["UpToDate"], min_length=1)
+    tcb_statuses: list[TcbStatus] = Field(default=["UpToDate"], min_length=1)
     reject_advisories: list[str] = Field(default_factory=list)
     max_collateral_age_s: float = Field(86400.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
@@ -349,7 +349,7 @@ def _root_crl_url(chain: str) -> str:
     certs = x509.load_pem_x509_certificates(chain.encode())
     try:
         points = certs[-1].extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-        return str(points[0].full_name[0].value)  # type: ignore[index]
+        return str(points[0].full_name[0].value)
     except (x509.ExtensionNotFound, IndexError, TypeError) as exc:
         raise _collateral("the root certificate names no CRL distribution point") from exc
 

@@ -120,5 +120,5 @@ class FakeNearAI(FakeOpenAIProvider):
 def _personal_sign(key: Any, text: str) -> bytes:
     from intentmesh.verify import personal_sign_hash
 
-    sig = key.sign_recoverable(personal_sign_hash(text), hasher=None)
+    sig = bytes(key.sign_recoverable(personal_sign_hash(text), hasher=None))
     return sig[:64] + bytes([sig[64] + 27])
