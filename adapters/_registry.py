@@ -27,6 +27,7 @@ BACKENDS: dict[str, str] = {
     "ionet": "intentmesh.adapters.ionet:IONetBackend",
     "local": "intentmesh.adapters.local:LocalBackend",
     "nearai": "intentmesh.adapters.nearai:NearAIBackend",
+    "phala": "intentmesh.adapters.phala:PhalaBackend",
 }
 
 # Extra needed for each type's optional dependencies, named in the ImportError we raise.

@@ -54,7 +54,7 @@ class AttestationPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["chutes", "openai", "nearai"]
+    kind: Literal["chutes", "openai", "nearai", "phala"]
     chute_id: str | None = None
     url: str | None = None
     model: str | None = None  # sent as ?model= (NEAR AI attests per model)
@@ -71,8 +71,8 @@ class AttestationPolicy(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _nearai_layout(cls, data: Any) -> Any:
-        """NEAR AI binds its signing address and our nonce: that is its default layout."""
-        if isinstance(data, dict) and data.get("kind") == "nearai":
+        """NEAR AI and Phala bind their signing address and our nonce: their default layout."""
+        if isinstance(data, dict) and data.get("kind") in ("nearai", "phala"):
             return {"report_data": "address+nonce", **data}
         return data
 
@@ -191,7 +191,7 @@ class TdxAttestationVerifier:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         client = httpx.AsyncClient(timeout=policy.timeout_s, headers=headers)
         params = {"model": policy.model} if policy.model else {}
-        if policy.kind == "nearai":
+        if policy.kind in ("nearai", "phala"):
             params["signing_algo"] = "ecdsa"
         fetch = _http_fetcher(backend, client, url, params)
         gpu = NrasVerifier(policy.nras, backend=backend) if policy.nras is not None else None
@@ -305,6 +305,8 @@ def _evidence_list(evidence: Mapping[str, Any]) -> Any:
         if isinstance(items, list) and isinstance(gateway, Mapping):
             return [*items, gateway]
         return items
+    if "all_attestations" in evidence:  # the dstack vLLM proxy's multi-node answer
+        return evidence.get("all_attestations")
     items = evidence.get("evidence")
     return [evidence] if items is None else items
 

@@ -119,3 +119,30 @@ def test_the_adapter_checks_signatures_at_every_level(
         pytest.raises(AllBackendsFailed, match="response hash"),
     ):
         gw.infer(Intent(model="deepseek-v3.1", prompt="hi", max_tokens=8))
+
+
+def test_phala_speaks_the_same_proxy_protocol(
+    start: Callable[..., Any], nras: FakeNras, tmp_path: Path
+) -> None:
+    from intentmesh.adapters.phala import PhalaBackend
+    from intentmesh.testing.networks.nearai import FakePhala
+
+    good, bad = start(FakePhala()), start(FakePhala(mode="wrong_nonce"))
+    model = "phala/deepseek-chat-v3-0324"
+    text = f'[receipts]\nledger = "{tmp_path / "l.sqlite3"}"\nkey = "{tmp_path / "k.pem"}"\n'
+    for i, (name, fake) in enumerate((("bad", bad), ("good", good))):
+        text += (
+            entry(name, fake, nras, 0.1 * (i + 1))
+            .replace('type = "nearai"', 'type = "phala"')
+            .replace('kind = "nearai"', 'kind = "phala"')
+            .replace(MODEL, model)
+        )
+    backends = {
+        n: PhalaBackend(n, f.base_url, api_key="k") for n, f in (("bad", bad), ("good", good))
+    }
+    with Gateway(parse_config(text), backends=backends) as gw:
+        res = gw.infer(INTENT)
+        assert res.backend == "good" and res.attempts[0].error_kind == "attestation_failed"
+    block = res.receipt.body["verification"]
+    assert block["kind"] == "phala" and block["instance_ids"] == [good.signing_address]
+    assert block["checks"]["gpu"] == "ok" and block["checks"]["served_by"] == "ok"

@@ -23,7 +23,7 @@ from typing import Any
 from intentmesh.testing._openai import FakeOpenAIProvider
 from intentmesh.testing._server import FakeRequest, FakeResponse
 
-__all__ = ["FakeNearAI"]
+__all__ = ["FakeNearAI", "FakePhala"]
 
 
 class FakeNearAI(FakeOpenAIProvider):
@@ -122,3 +122,18 @@ def _personal_sign(key: Any, text: str) -> bytes:
 
     sig = bytes(key.sign_recoverable(personal_sign_hash(text), hasher=None))
     return sig[:64] + bytes([sig[64] + 27])
+
+
+class FakePhala(FakeNearAI):
+    """Phala's Confidential AI API (RedPill): the same proxy, answering the attestation report
+    as one attestation object with ``all_attestations`` (one per node)."""
+
+    def __init__(self, models: list[str] | None = None, **kw: Any) -> None:
+        super().__init__(models or ["phala/deepseek-chat-v3-0324"], **kw)
+
+    async def _report(self, request: FakeRequest) -> FakeResponse:
+        nonce = request.query.get("nonce", "")
+        if self.mode == "wrong_nonce":
+            nonce = "00" * 32
+        node = self._attestation(self.key, nonce, gpu=True)
+        return FakeResponse.json({**node, "all_attestations": [node]})
