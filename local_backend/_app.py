@@ -81,7 +81,7 @@ class _Server:
         self.metrics = ServerMetrics(names[0])
         self.worker: GenerationWorker | None = None
         if not hasattr(engine, "handle"):  # a token-level engine: we drive generation
-            self.worker = GenerationWorker(engine, self.metrics)  # type: ignore[arg-type]
+            self.worker = GenerationWorker(engine, self.metrics)
         self.context_length = engine.context_length
 
     async def models(self, request: Request) -> Response:

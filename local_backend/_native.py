@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -90,7 +90,9 @@ class NativeRoutes:
         if body.stream and not plan.tools:
             wire["stream_options"] = {"include_usage": True}  # for the metrics
             events = self._stream(kind, wire)
-            first = await anext(events)  # an error before the first chunk is an HTTP error
+            first = await anext(events, None)  # an error before the first chunk: HTTP error
+            if first is None:
+                raise ApiError(500, "the engine ended the stream without a chunk")
             self.metrics.count_request(request.url.path, 200)
             return StreamingResponse(
                 self._sse(first, events, body.include_usage, started),
@@ -121,7 +123,9 @@ class NativeRoutes:
         _raise_engine_error(answer)
         return self._relabel(answer)
 
-    async def _stream(self, kind: Kind, wire: dict[str, Any]) -> AsyncIterator[Any]:
+    async def _stream(
+        self, kind: Kind, wire: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = False
@@ -151,7 +155,11 @@ class NativeRoutes:
             await asyncio.shield(task)
 
     async def _sse(
-        self, first: dict[str, Any], events: AsyncIterator[Any], usage: bool, started: float
+        self,
+        first: dict[str, Any],
+        events: AsyncGenerator[dict[str, Any], None],
+        usage: bool,
+        started: float,
     ) -> AsyncIterator[bytes]:
         seen_text = False
         try:
@@ -170,7 +178,7 @@ class NativeRoutes:
         except ApiError as err:
             yield sse(error_body(err.status, err.message))
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
         yield sse("[DONE]")
 
     def _relabel(self, data: dict[str, Any]) -> dict[str, Any]:
