@@ -23,6 +23,7 @@ from intentmesh.cli import (
     _demo,
     _infer,
     _models,
+    _prices,
     _quote,
     _receipts,
     _serve,
@@ -162,6 +163,7 @@ app.command("backends")(_backends.backends)
 app.command("models")(_models.models)
 app.add_typer(_receipts.app, name="receipts")
 app.add_typer(_config.app, name="config")
+app.add_typer(_prices.app, name="prices")
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)
 
