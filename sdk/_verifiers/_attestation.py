@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from intentmesh._verifiers._errors import AttestationFailed
 from intentmesh._verifiers._tdx import TdxQuote, parse_tdx_quote
-from intentmesh.errors import ConfigurationError
+from intentmesh.errors import ConfigurationError, validation_message
 
 __all__ = [
     "AttestationPolicy",
@@ -155,7 +155,7 @@ class TdxAttestationVerifier:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise ConfigurationError(
-                f"backend {backend!r}: attestation.{where}: {err['msg']}"
+                f"backend {backend!r}: attestation.{where}: {validation_message(err)}"
             ) from None
         url = _evidence_url(backend, base_url, policy)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

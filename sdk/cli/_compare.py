@@ -23,7 +23,13 @@ from intentmesh.cli._common import (
     options,
     unknown_model_hint,
 )
-from intentmesh.cli._errors import EXIT_FAILURE, EXIT_NO_ROUTE, EXIT_USAGE, CliError
+from intentmesh.cli._errors import (
+    EXIT_FAILURE,
+    EXIT_NO_ROUTE,
+    EXIT_USAGE,
+    CliError,
+    read_failure,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -261,7 +267,7 @@ def read_workload(file: Path) -> Workload:
     try:
         text = file.read_text("utf-8")
     except OSError as exc:
-        raise CliError(f"cannot read {file}: {exc.strerror}", EXIT_USAGE) from None
+        raise read_failure(file, exc, "--workload ") from None
     if file.suffix in (".json", ".toml"):
         return _summary(file, text)
     return _log(file, text)

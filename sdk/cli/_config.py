@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from intentmesh.cli._common import ConfigOpt, JsonOpt, Options, VerboseOpt, emit_json, options
-from intentmesh.cli._errors import EXIT_USAGE, CliError
+from intentmesh.cli._errors import EXIT_USAGE, CliError, read_failure
 
 if TYPE_CHECKING:
     from intentmesh.config import GatewayConfig
@@ -254,7 +254,7 @@ def check(
     try:
         text = found.read_text("utf-8")
     except OSError as exc:
-        raise CliError(f"cannot read {found}: {exc.strerror}", EXIT_USAGE) from None
+        raise read_failure(found, exc) from None
     problems = check_text(text)
     errors = sum(p.severity == "error" for p in problems)
     if opts.json:
@@ -284,6 +284,7 @@ def check_text(text: str) -> list[Problem]:
     from pydantic import ValidationError
 
     from intentmesh.config import GatewayConfig, locate
+    from intentmesh.errors import validation_message
 
     try:
         raw = tomllib.loads(text)
@@ -301,7 +302,7 @@ def check_text(text: str) -> list[Problem]:
             message = (
                 "unknown key; remove it or check its spelling"
                 if err["type"] == "extra_forbidden"
-                else err["msg"]
+                else validation_message(err)
             )
             out.append(Problem("error", locate(text, loc), where, message))
         return out

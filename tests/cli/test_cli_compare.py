@@ -119,7 +119,7 @@ def test_compare_bad_input(cli, config, tmp_path):
     missing = tmp_path / "w.toml"
     missing.write_text("requests = 5\n")
     assert "avg_in" in cli.error_line(cli.run("compare", "--config", config, "-w", missing, code=2))
-    assert "cannot read" in cli.error_line(
+    assert "nope.jsonl: no such file" in cli.error_line(
         cli.run("compare", "--config", config, "-w", tmp_path / "nope.jsonl", code=2)
     )
 
