@@ -653,8 +653,21 @@ COLORS = {"backend": "#2a9d8f", "same": "#e76f51", "equivalent": "#8d99ae", "pai
 
 
 def draw_png(data: dict[str, Any], path: Path) -> None:
+    """Write :func:`chart_figure` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(data)
+    try:
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None
+    finally:
+        plt.close(fig)
+
+
+def chart_figure(data: dict[str, Any]) -> Any:
     """Horizontal bars of monthly cost, and with receipts a second panel: what was paid vs what
-    the same tokens would have cost (matplotlib, Agg backend)."""
+    the same tokens would have cost (matplotlib, Agg backend; the caller closes it)."""
     try:
         import matplotlib
 
@@ -674,17 +687,11 @@ def draw_png(data: dict[str, Any], path: Path) -> None:
         len(panels), 1, squeeze=False, figsize=(11, 1.4 + 0.42 * sum(heights) + 1.0 * len(panels)),
         dpi=120, gridspec_kw={"height_ratios": heights},
     )  # fmt: skip
-    try:
-        for ax, (field, panel_rows) in zip(axes[:, 0], panels, strict=True):
-            _bars(ax, panel_rows, field)
-        _titles(axes[:, 0], data)
-        fig.tight_layout()
-        try:
-            fig.savefig(path, format="png")
-        except OSError as exc:
-            raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None
-    finally:
-        plt.close(fig)
+    for ax, (field, panel_rows) in zip(axes[:, 0], panels, strict=True):
+        _bars(ax, panel_rows, field)
+    _titles(axes[:, 0], data)
+    fig.tight_layout()
+    return fig
 
 
 def _paid_row(data: dict[str, Any]) -> dict[str, Any]:

@@ -275,3 +275,32 @@ def test_compare_png_with_receipts_has_the_paid_panel(cli, config, tmp_path):
             "--png", plain)  # fmt: skip
     cli.run("compare", "--config", config, "-w", "receipts", "--png", paid)
     assert matplotlib.image.imread(paid).shape[0] > matplotlib.image.imread(plain).shape[0] * 1.5
+
+
+def test_compare_chart_keeps_every_label_whole_and_prints_tiny_values(cli, config):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from intentmesh.cli._compare import _label, chart_figure
+
+    data = cli.json("compare", "--config", config, "--requests", "1000", "--avg-in", "500",
+                    "--avg-out", "200")  # fmt: skip
+    data["rows"][0]["monthly_cost_usd"] = 0.0  # a free backend: a bar of no width
+    fig = chart_figure(data)
+    try:
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert sorted(labels) == sorted(_label(r) for r in data["rows"])
+        assert max(len(label) for label in labels) > 44  # long names are no longer cut
+        width = fig.bbox.width
+        for tick in ax.get_yticklabels():
+            box = tick.get_window_extent(renderer)
+            assert box.x0 >= 0 and box.x1 <= width, tick.get_text()
+        values = [t.get_text() for t in ax.texts]
+        assert sorted(values) == sorted(money(r["monthly_cost_usd"]) for r in data["rows"])
+        assert "$0" in values
+        for text in ax.texts:
+            assert text.get_window_extent(renderer).x1 <= width, text.get_text()
+    finally:
+        plt.close(fig)
