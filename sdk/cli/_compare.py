@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -47,6 +47,7 @@ class Request:
     paid_usd: float | None = None
     model: str | None = None
     counted: str = "given"  # how the tokens were known: measured, given, tokenizer, estimate
+    messages: tuple[dict[str, Any], ...] = ()  # a prompt line's conversation, to count
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Workload:
     avg_output_tokens: float
     source: str
     log: tuple[Request, ...] = ()
+    tokenizer: str | None = None  # the file whose tokenizer counted the prompt lines
 
     @classmethod
     def from_log(cls, log: tuple[Request, ...], source: str) -> Workload:
@@ -81,6 +83,7 @@ class Workload:
             "avg_output_tokens": self.avg_output_tokens,
             "source": self.source,
             **({"token_counts": counts} if counts else {}),
+            **({"tokenizer": self.tokenizer} if self.tokenizer else {}),
         }
 
 
@@ -167,7 +170,8 @@ def compare(
     catalog, notes = current_catalog(refresh, prices_url)
     with open_gateway(opts) as gw:
         name = model or _log_model(base) or default_model(gw)
-        load = with_overrides(for_model(base, gw, name), requests, avg_in, avg_out)
+        narrowed = counted(for_model(base, gw, name), gw.catalog.resolve(name))
+        load = with_overrides(narrowed, requests, avg_in, avg_out)
         data = compare_data(gw, name, load, catalog, notes)
     if png is not None:
         draw_png(data, png)
@@ -219,6 +223,7 @@ def with_overrides(
         avg_out if avg_out is not None else base.avg_output_tokens,
         base.source,
         base.log,
+        base.tokenizer,
     )
 
 
@@ -346,7 +351,25 @@ def _prompt_request(item: dict[str, Any]) -> Request:
     messages = item.get("messages") or [{"role": "user", "content": item["prompt"]}]
     _, expected = estimate_prompt_tokens(messages)
     output = float(item.get("max_tokens", 256)) * EXPECTED_OUTPUT_FRACTION
-    return Request(float(expected), output, counted="estimate")
+    return Request(float(expected), output, counted="estimate", messages=tuple(messages))
+
+
+def counted(load: Workload | None, canonical: str) -> Workload | None:
+    """Prompt lines recounted with the model's own tokenizer when it is on this machine."""
+    from intentmesh.cli._tokencount import counter_for
+
+    if load is None or not any(r.messages for r in load.log):
+        return load
+    counter = counter_for(canonical)
+    if counter is None:
+        return load
+    log = tuple(
+        replace(r, input_tokens=float(counter.count(r.messages)), counted="tokenizer")
+        if r.messages
+        else r
+        for r in load.log
+    )
+    return replace(Workload.from_log(log, load.source), tokenizer=counter.source)
 
 
 def compare_data(
@@ -536,12 +559,31 @@ def render_compare(data: dict[str, Any]) -> None:
                 f"or how many times dearer than {data['cheapest_backend']} (reference rows)."
             )
         )
+    count_line = token_count_line(data)
+    if count_line:
+        out.print(Text(count_line))
     for line in reference_lines(data["reference"]):
         out.print(Text(line))
     if data.get("traffic"):
         out.print(traffic_table(data))
     if data["png"]:
         out.print(Text(f"chart written to {data['png']}"))
+
+
+def token_count_line(data: dict[str, Any]) -> str | None:
+    """How the prompt lines' tokens were counted: the model's tokenizer, or the estimate."""
+    counts = data["workload"].get("token_counts", {})
+    if counts.get("tokenizer"):
+        return (
+            f"input tokens of {counts['tokenizer']} prompt line(s): counted with "
+            f"{data['model']}'s own tokenizer and chat template ({data['workload']['tokenizer']})"
+        )
+    if counts.get("estimate"):
+        return (
+            f"input tokens of {counts['estimate']} prompt line(s): estimated (4 characters per "
+            f"token plus template overhead); no tokenizer for {data['model']} on this machine"
+        )
+    return None
 
 
 def reference_lines(ref: dict[str, Any]) -> list[str]:
