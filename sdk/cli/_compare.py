@@ -659,7 +659,7 @@ def bar_chart(data: dict[str, Any], width: int = 40) -> str:
     """Monthly cost as text bars, cheapest first."""
     rows = sorted(data["rows"], key=lambda r: r["monthly_cost_usd"])
     top = max((r["monthly_cost_usd"] for r in rows), default=0.0) or 1.0
-    label_width = min(48, max(len(_label(r)) for r in rows))
+    label_width = min(64, max(len(_label(r)) for r in rows))
     lines = []
     for r in rows:
         cells = r["monthly_cost_usd"] / top * width
