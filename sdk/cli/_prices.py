@@ -213,14 +213,16 @@ def load_cached(path: Path | None = None) -> PriceCatalog | None:
     except (OSError, ValueError) as exc:
         raise CatalogError(f"the cached catalog {source} is unreadable ({exc})") from None
     try:
-        assert doc["schema"] == CACHE_SCHEMA
-        fetched_at = datetime.fromisoformat(doc["fetched_at"]).isoformat()
+        fetched = datetime.fromisoformat(doc["fetched_at"])
+        if doc["schema"] != CACHE_SCHEMA or fetched.tzinfo is None:
+            raise ValueError("not a cache of this version")
+        fetched_at = fetched.isoformat()
         prices = {
             k: CatalogPrice(k, str(v["name"]), float(v["input"]), float(v["output"]))
             for k, v in doc["prices"].items()
         }
         return PriceCatalog(str(doc["url"]), fetched_at, prices, int(doc.get("skipped", 0)))
-    except (AssertionError, KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise CatalogError(f"the cached catalog {source} is not in the expected shape") from None
 
 
@@ -441,7 +443,7 @@ def mapped_ids() -> set[str]:
 def _show(as_json: bool) -> None:
     catalog, notes = current_catalog(False)
     table = reference_table()
-    doc = {
+    doc: dict[str, Any] = {
         "schema": "intentmesh.prices.show.v1",
         "cache": str(cache_path()),
         "catalog": {
@@ -464,7 +466,7 @@ def _show(as_json: bool) -> None:
     if catalog:
         lines.append(
             f"compare uses the {CATALOG_NAME} catalog fetched {catalog.fetched_at} "
-            f"({doc['catalog']['age_days']} days old, {len(catalog.prices)} priced models), "
+            f"({catalog.age_days()} days old, {len(catalog.prices)} priced models), "
             f"cached in {cache_path()}; the bundled table (as of {table.as_of}) fills gaps"
         )
     else:

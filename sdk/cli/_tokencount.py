@@ -54,8 +54,7 @@ def counter_for(canonical: str) -> TokenCounter | None:
 def _local_file(canonical: str) -> Path | None:
     if canonical != EMBEDDED:
         return None
-    from intentmesh.local_backend import default_model_path
-    from intentmesh.local_backend._models import LocalModelNotFound
+    from intentmesh.local_backend import LocalModelNotFound, default_model_path
 
     try:
         return default_model_path()
@@ -73,7 +72,7 @@ def gguf_counter(path: Path) -> TokenCounter:
         raise ValueError(f"{path.name}: not a byte-level BPE vocabulary")
     tokens = _strings(fields, "tokenizer.ggml.tokens")
     kinds = fields["tokenizer.ggml.token_type"]
-    merges = [tuple(m.split(" ", 1)) for m in _strings(fields, "tokenizer.ggml.merges")]
+    merges = [_pair(m) for m in _strings(fields, "tokenizer.ggml.merges")]
     tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -85,6 +84,11 @@ def gguf_counter(path: Path) -> TokenCounter:
     special = [t for t, i in zip(tokens, kinds.data, strict=True) if kinds.parts[i][0] == _CONTROL]
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
     return TokenCounter(path.name, tokenizer, _template(fields))
+
+
+def _pair(merge: str) -> tuple[str, str]:
+    left, _, right = merge.partition(" ")
+    return left, right
 
 
 def _template(fields: Mapping[str, Any]) -> Any:

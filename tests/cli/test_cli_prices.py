@@ -178,7 +178,15 @@ def test_a_partial_catalog_falls_back_per_relation(cli, config):
     assert "OpenRouter catalog" in text and "bundled table as of" in text
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"schema": "other"}', '{"schema": 1}'])
+NAIVE = (
+    '{"schema": "intentmesh.prices.cache.v1", "url": "u", "fetched_at": "2026-11-30T10:00:00", '
+    '"prices": {}}'
+)
+
+
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"schema": "other"}', '{"schema": 1}', "[]", NAIVE]
+)
 def test_a_corrupt_cache_falls_back_and_says_so(cli, config, content):
     cache_path().parent.mkdir(parents=True)
     cache_path().write_text(content)
