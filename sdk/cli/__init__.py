@@ -23,7 +23,6 @@ from intentmesh.cli import (
     _demo,
     _infer,
     _models,
-    _prices,
     _quote,
     _receipts,
     _serve,
@@ -40,6 +39,10 @@ LAZY_APPS: dict[str, tuple[str, str]] = {
         "Run a model on this machine as an intentmesh backend.",
     ),
     "akash": ("intentmesh.cli._akash:app", "Deploy models on Akash (self-hosted vLLM)."),
+    "prices": (
+        "intentmesh.cli._prices:app",
+        "Fetch and show the reference prices `compare` uses.",
+    ),
 }
 
 
@@ -163,7 +166,6 @@ app.command("backends")(_backends.backends)
 app.command("models")(_models.models)
 app.add_typer(_receipts.app, name="receipts")
 app.add_typer(_config.app, name="config")
-app.add_typer(_prices.app, name="prices")
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)
 

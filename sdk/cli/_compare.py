@@ -203,14 +203,6 @@ def _base_workload(
     return None
 
 
-def resolve_workload(
-    file: Path | None, requests: int | None, avg_in: int | None, avg_out: int | None
-) -> Workload:
-    """A workload file, with any of the three numbers overridden by options."""
-    base = _base_workload(Options(), file, requests, avg_in, avg_out)
-    return with_overrides(base, requests, avg_in, avg_out)
-
-
 def with_overrides(
     base: Workload | None, requests: int | None, avg_in: int | None, avg_out: int | None
 ) -> Workload:
