@@ -93,7 +93,7 @@ class PriceCatalog:
 def models_url(base: str | None = None) -> str:
     """``{base}/api/v1/models``; base from the argument, ``$INTENTMESH_PRICES_URL`` or default."""
     root = (base or os.environ.get(URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-    return root if root.endswith("/api/v1/models") else f"{root}/api/v1/models"
+    return root.removesuffix("/api/v1/models").removesuffix("/api/v1") + "/api/v1/models"
 
 
 # -- parsing (pure) ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from intentmesh.cli._prices import (
     CatalogError,
     cache_path,
     load_cached,
+    models_url,
     parse_models,
     references_for,
     save_catalog,
@@ -61,6 +62,13 @@ def test_parse_real_shape_per_token_strings_to_per_million():
     assert (
         cat.page("meta-llama/llama-3.1-8b-instruct") == "http://x/meta-llama/llama-3.1-8b-instruct"
     )
+
+
+@pytest.mark.parametrize(
+    "base", ["http://h:1", "http://h:1/", "http://h:1/api/v1", "http://h:1/api/v1/models"]
+)
+def test_models_url_takes_the_site_or_the_api_base(base):
+    assert models_url(base) == "http://h:1/api/v1/models"
 
 
 @pytest.mark.parametrize(
