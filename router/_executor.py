@@ -461,19 +461,22 @@ class StreamRun:
         finish: str | None = None
         model = ""
         chunks = _Pending(head.buffered, head.iterator)
-        while True:
-            try:
-                chunk = await chunks.next(ex._remaining(call))
-            except StopAsyncIteration:
-                break
-            except (BackendError, TimeoutError) as exc:
-                raise self._broken(head, "".join(parts), exc) from exc
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
-            model = chunk.model or model
-            parts.append(chunk.text)
-            if chunk.text or chunk.tool_calls or chunk.finish_reason:
-                yield chunk
+        try:
+            while True:
+                try:
+                    chunk = await chunks.next(ex._remaining(call))
+                except StopAsyncIteration:
+                    break
+                except (BackendError, TimeoutError) as exc:
+                    raise self._broken(head, "".join(parts), exc) from exc
+                usage = chunk.usage or usage
+                finish = chunk.finish_reason or finish
+                model = chunk.model or model
+                parts.append(chunk.text)
+                if chunk.text or chunk.tool_calls or chunk.finish_reason:
+                    yield chunk
+        finally:  # closed early or broken: end the upstream request now, outermost first
+            await _aclose(head.iterator)
         text = "".join(parts)
         completion = Completion(text=text, finish_reason=finish, usage=usage, model=model)
         latency = (ex._clock() - head.t0) * 1000

@@ -543,14 +543,18 @@ class ResultStream:
         ]
 
     async def _iterate(self) -> AsyncGenerator[Chunk, None]:
-        await self.aopen()
-        while self._head:
-            yield self._head.pop(0)
-        if self._rest is None or self._run is None or self._call is None:
-            return
-        async for chunk in self._rest:
-            yield chunk
-        assert self._run.outcome is not None
+        try:
+            await self.aopen()
+            while self._head:
+                yield self._head.pop(0)
+            if self._rest is None or self._run is None or self._call is None:
+                return
+            async for chunk in self._rest:
+                yield chunk
+        finally:  # closed early: close the executor's stream (and the upstream) with it
+            if self._rest is not None:
+                await self._rest.aclose()
+        assert self._run is not None and self._run.outcome is not None and self._call is not None
         gw = self._gateway
         self.result = gw._finish(self._intent, self._call, self._run.outcome, self._started)
 
