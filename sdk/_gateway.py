@@ -460,7 +460,7 @@ class ResultStream:
     (``attested``, ``consensus``, ``proof``) it waits for the verified answer, then yields it
     as one chunk. It raises exactly what :meth:`Gateway.ainfer` raises. After it, ``backend``,
     ``network`` and ``model`` name the answering backend and its (canonical) model.
-    Iterating calls it when it has not run.
+    Iterating calls it when it has not run; :meth:`open` is its blocking twin.
 
     After the last chunk, ``result`` holds the :class:`InferenceResult` with usage, cost and
     receipt. Streams fail over freely before the first token; after it, a failure raises
@@ -475,6 +475,7 @@ class ResultStream:
         self.network = ""
         self.model = ""
         self._opened = False
+        self._failure: BaseException | None = None
         self._started = 0.0
         self._call: Call | None = None
         self._run: StreamRun | None = None
@@ -483,10 +484,28 @@ class ResultStream:
         self._gen: AsyncGenerator[Chunk, None] | None = None
 
     async def aopen(self) -> Self:
-        """Plan and start the stream; return once its first chunk (or verified answer) is in."""
+        """Plan and start the stream; return once its first chunk (or verified answer) is in.
+
+        Raises what :meth:`Gateway.ainfer` raises; calling it again returns the same stream
+        (or raises the same error).
+        """
+        if self._failure is not None:
+            raise self._failure
         if self._opened:
             return self
         self._opened = True
+        try:
+            await self._open()
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        return self
+
+    def open(self) -> Self:
+        """Blocking :meth:`aopen`, for streams from :meth:`Gateway.stream`."""
+        return self._gateway._portal.run(self.aopen())
+
+    async def _open(self) -> None:
         gw, intent = self._gateway, self._intent
         self._started = time.perf_counter()
         await gw._update_prices()
@@ -496,7 +515,7 @@ class ResultStream:
                 self._call = gw._call(intent)
                 result = await gw._complete(intent, self._call, self._started)
             self._whole(result)
-            return self
+            return
         call = self._call = gw._call(intent)
         self._run = gw._executor.stream(call)
         self._rest = cast(AsyncGenerator[Chunk, None], self._run.__aiter__())
@@ -505,7 +524,6 @@ class ResultStream:
         winner = next((a for a in reversed(call.attempts) if a.outcome == "ok"), None)
         if winner is not None:
             self.backend, self.network, self.model = winner.backend, winner.network, winner.model
-        return self
 
     def spent_usd(self) -> float:
         """What the stream has cost so far plus what is still reserved (an upper bound)."""
