@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import email.utils
 import functools
 import json
@@ -178,8 +180,12 @@ def _close_with_loop(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient)
     """Close ``client`` when its loop shuts down, even if nobody called ``aclose``.
 
     An async generator suspended at its ``yield`` is closed by the loop's
-    ``shutdown_asyncgens()`` (``asyncio.run`` calls it), which runs its ``finally``.
+    ``shutdown_asyncgens()`` (``asyncio.run`` calls it), which runs its ``finally``. A loop
+    that is never shut down (``run_until_complete`` and no ``close``) sits idle at exit:
+    :func:`_close_idle_clients` closes the client then.
     """
+    _IDLE_AT_EXIT[client] = weakref.ref(loop)
+    _close_idle_at_exit()
 
     async def guard() -> AsyncIterator[None]:
         try:
@@ -195,6 +201,27 @@ def _close_with_loop(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient)
 
 async def _advance(gen: AsyncIterator[None]) -> None:
     await gen.__anext__()
+
+
+_IDLE_AT_EXIT: weakref.WeakKeyDictionary[
+    httpx.AsyncClient, weakref.ref[asyncio.AbstractEventLoop]
+] = weakref.WeakKeyDictionary()
+
+
+@functools.cache
+def _close_idle_at_exit() -> None:
+    atexit.register(_close_idle_clients)
+
+
+def _close_idle_clients() -> None:
+    """At exit: close clients whose loop is still open but no longer running (a loop that
+    is running, such as the gateway's own, closes its clients itself)."""
+    for client, loop_ref in list(_IDLE_AT_EXIT.items()):
+        loop = loop_ref()
+        if loop is None or loop.is_closed() or loop.is_running() or client.is_closed:
+            continue
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(client.aclose())
 
 
 def default_transport() -> httpx.AsyncBaseTransport | None:
