@@ -23,7 +23,6 @@ from pydantic import Field
 from intentmesh._catalog import default_catalog
 from intentmesh.adapters._http import (
     Connection,
-    error_for_status,
     map_transport_errors,
 )
 from intentmesh.adapters._netkit import per_million, split_options
@@ -93,7 +92,7 @@ class AkashMLBackend(OpenAIBackend):
 
     async def alist_models(self) -> list[ModelListing]:
         """Models with ``pricing.input/output`` (strings) read as USD per 1M tokens."""
-        data = await _get_json(self.connection, "/models", self.name)
+        data = await self.connection.get_json("/models", backend=self.name)
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise MalformedResponse("model list: no 'data' list", backend=self.name)
@@ -192,7 +191,7 @@ class AkashVLLMBackend(OpenAIBackend):
         """USD per GPU-hour for ``options.gpu`` from ``/v1/gpu-prices``; None when no bids."""
         console = Connection(self.options.console_api_url, {}, self.connection.timeout_s)
         try:
-            data = await _get_json(console, "/v1/gpu-prices", self.name)
+            data = await console.get_json("/v1/gpu-prices", backend=self.name)
         finally:
             await console.aclose()
         models = data.get("models") if isinstance(data, dict) else None
@@ -251,14 +250,6 @@ def _token_total(lines: Iterable[str]) -> float:
             except (IndexError, ValueError):
                 continue
     return total
-
-
-async def _get_json(conn: Connection, path: str, backend: str) -> Any:
-    with map_transport_errors(backend):
-        response = await conn.client().get(conn.base_url + path)
-        if response.status_code >= 400:
-            raise error_for_status(response.status_code, response.text, response.headers, backend)
-        return response.json()
 
 
 # -- SDL --------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from intentmesh.adapters._http import (
     StreamTruncated,
     error_for_status,
     error_message,
-    iter_sse_data,
     map_transport_errors,
 )
 from intentmesh.adapters._registry import key_env_of
@@ -28,7 +27,7 @@ from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListin
 from intentmesh.config import BackendConfig
 from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse, MissingApiKey
 
-__all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile"]
+__all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile", "openai_body", "openai_usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +128,7 @@ class OpenAIBackend:
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The JSON body for ``request``; ``stream`` is always explicit when the profile says."""
-        body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens}
-        if request.kind == "chat":
-            body["messages"] = request.messages
-        else:
-            body["prompt"] = request.prompt
-        for key in ("temperature", "top_p", "seed", "stop"):
-            value = getattr(request, key)
-            if value is not None:
-                body[key] = value
+        body = openai_body(request)
         if stream or self.profile.send_stream_flag:
             body["stream"] = stream
         if stream and self.profile.include_usage:
@@ -163,7 +154,7 @@ class OpenAIBackend:
             return Completion(
                 text=text,
                 finish_reason=choice.get("finish_reason"),
-                usage=_usage(data.get("usage")),
+                usage=openai_usage(data.get("usage")),
                 model=str(data.get("model") or ""),
                 id=str(data.get("id") or ""),
                 tool_calls=tool_calls,
@@ -181,7 +172,7 @@ class OpenAIBackend:
         if "error" in data:
             raise self.in_stream_error(data)
         choices = data.get("choices") or []
-        usage = _usage(data.get("usage"))
+        usage = openai_usage(data.get("usage"))
         if not choices:
             return Chunk(usage=usage, model=str(data.get("model") or ""))
         choice = choices[0]
@@ -212,37 +203,27 @@ class OpenAIBackend:
     async def acomplete(self, request: ChatRequest) -> Completion:
         self.check_key()
         body = self.build_body(request, stream=False)
-        conn = self.connection
+        response = await self.connection.send(
+            "POST", self._path(request), backend=self.name, body=body, timeout_s=request.timeout_s
+        )
         with map_transport_errors(self.name):
-            response = await conn.client().post(
-                conn.base_url + self._path(request),
-                content=json.dumps(body).encode(),
-                timeout=conn.timeout(request.timeout_s),
-            )
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = json.loads(response.content)
-        return self.parse_completion(data, response.headers)
+            return self._read_completion(response.content, response.headers)
+
+    def _read_completion(self, content: bytes, headers: Mapping[str, str]) -> Completion:
+        """The Completion in a non-streamed answer's body (a hook: Targon's may be SSE)."""
+        return self.parse_completion(json.loads(content), headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         self.check_key()
         body = self.build_body(request, stream=True)
         conn = self.connection
         with map_transport_errors(self.name):
-            async with conn.client().stream(
-                "POST",
-                conn.base_url + self._path(request),
-                content=json.dumps(body).encode(),
-                timeout=conn.timeout(request.timeout_s),
-            ) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise error_for_status(response.status_code, text, response.headers, self.name)
+            async with conn.stream_sse(
+                self._path(request), body, backend=self.name, timeout_s=request.timeout_s
+            ) as payloads:
                 finished = False
                 try:
-                    async for payload in iter_sse_data(response, self.name):
+                    async for payload in payloads:
                         chunk = self.parse_chunk(json.loads(payload))
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
@@ -252,14 +233,7 @@ class OpenAIBackend:
 
     async def alist_models(self) -> list[ModelListing]:
         """``GET /models`` in the OpenAI list shape."""
-        conn = self.connection
-        with map_transport_errors(self.name):
-            response = await conn.client().get(conn.base_url + "/models")
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = response.json()
+        data = await self.connection.get_json("/models", backend=self.name)
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise MalformedResponse(f"model list: {error_message(data)}", backend=self.name)
@@ -269,7 +243,23 @@ class OpenAIBackend:
         await self.connection.aclose()
 
 
-def _usage(data: Any) -> Usage | None:
+def openai_body(request: ChatRequest) -> dict[str, Any]:
+    """The OpenAI request fields of ``request``: model, ``max_tokens``, the messages (or the
+    prompt) and the sampling options that are set."""
+    body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens}
+    if request.kind == "chat":
+        body["messages"] = request.messages
+    else:
+        body["prompt"] = request.prompt
+    for key in ("temperature", "top_p", "seed", "stop"):
+        value = getattr(request, key)
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def openai_usage(data: Any) -> Usage | None:
+    """:class:`Usage` from an OpenAI ``usage`` object; None when absent or unreadable."""
     if not isinstance(data, dict):
         return None
     try:
