@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from intentmesh.local_backend._generation import GenerationResult, SamplingParams
 
 __all__ = [
-    "ApiError",
+    "LocalApiError",
     "ChatBody",
     "CompletionBody",
     "answer",
@@ -30,7 +30,7 @@ _ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 500: "InternalServ
 _ERROR_TYPES |= {405: "MethodNotAllowedError", 503: "ServiceUnavailableError"}
 
 
-class ApiError(Exception):
+class LocalApiError(Exception):
     """An error answered as ``{"error": {...}}`` with ``status``."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None):
@@ -38,6 +38,9 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.param = param
+
+
+ApiError = LocalApiError  # the earlier name, for code written before the rename
 
 
 def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
@@ -114,14 +117,14 @@ _B = TypeVar("_B", bound=_Body)
 
 
 def parse_body(model: type[_B], raw: bytes) -> _B:
-    """Validate a JSON body, or raise a 400 :class:`ApiError` naming the field."""
+    """Validate a JSON body, or raise a 400 :class:`LocalApiError` naming the field."""
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
         message = f"{param}: {first['msg']}" if param else first["msg"]
-        raise ApiError(400, message, param=param) from None
+        raise LocalApiError(400, message, param=param) from None
 
 
 def new_id(kind: Literal["chat", "completion"]) -> str:
