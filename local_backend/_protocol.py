@@ -1,6 +1,6 @@
 """The OpenAI wire format, as vLLM's server speaks it: request models, answers, chunks, errors.
 
-Pure data mapping, no I/O; see ``docs/protocols.md`` section 5.
+Pure data mapping, no I/O; the endpoints and error shapes are in ``docs/local.md`` ("Running it").
 """
 
 from __future__ import annotations
