@@ -7,8 +7,8 @@
 * :class:`AkashVLLMBackend` — vLLM on your own lease. Its $/token is an *estimate*:
   GPU $/hour from the Console API ``GET /v1/gpu-prices`` (``price`` may be null) divided by
   the deployment's tokens/s (configured, from vLLM ``/metrics``, or observed).
-* ``generate_sdl`` — a ready-to-deploy SDL for a vLLM deployment of a catalog model (defined
-  in ``intentmesh.cli._akash`` with the ``intentmesh akash sdl`` command; importable here).
+* ``generate_sdl`` — a ready-to-deploy SDL for a vLLM deployment of a catalog model (it lives
+  with the ``intentmesh akash sdl`` command, ``intentmesh.cli.generate_sdl``; importable here).
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def __getattr__(name: str) -> Any:
     # generate_sdl lives with its only caller, the ``intentmesh akash sdl`` command; the
     # documented import path intentmesh.adapters.akash.generate_sdl keeps working.
     if name == "generate_sdl":
-        from intentmesh.cli._akash import generate_sdl
+        from intentmesh.cli import generate_sdl
 
         return generate_sdl
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

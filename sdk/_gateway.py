@@ -379,7 +379,7 @@ class Gateway:
         return replace(result, receipt=receipt)
 
     def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
-        from intentmesh.receipts._body import receipt_fields
+        from intentmesh.receipts import receipt_fields
 
         backend = self.backends.get(result.backend)
         host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""

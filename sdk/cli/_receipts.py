@@ -318,7 +318,7 @@ def verify(
 
 def _trusted(value: str) -> dict[str, object]:
     from intentmesh.receipts import load_public_key
-    from intentmesh.receipts._keys import public_key_id as key_id
+    from intentmesh.receipts import public_key_id as key_id
 
     path = Path(value).expanduser()
     raw: object = path.read_text("utf-8") if path.is_file() else value
