@@ -83,6 +83,8 @@ BACKENDS: dict[str, BackendSpec] = {
         zero_config=True,
     ),
     "local": BackendSpec(_A + "local:LocalBackend", "local", extra="local"),
+    "nearai": BackendSpec(_A + "nearai:NearAIBackend", "nearai", ("NEARAI_CLOUD_API_KEY",)),
+    "phala": BackendSpec(_A + "phala:PhalaBackend", "phala", ("REDPILL_API_KEY",)),
 }
 
 
@@ -141,18 +143,22 @@ def backend_class(type_name: str) -> type[BackendFactory]:
     spec = BACKENDS.get(type_name)
     if spec is None:
         known = ", ".join(sorted(BACKENDS))
-        raise ConfigurationError(f"unknown backend type {type_name!r}; known types: {known}")
+        raise ConfigurationError(
+            f"unknown backend type {type_name!r}; known types: {known}", key="type"
+        )
     module_name, _, attr = spec.target.partition(":")
     try:
         module = import_module(module_name)
     except ImportError as exc:
         hint = f"; install it with: pip install 'intentmesh[{spec.extra}]'" if spec.extra else ""
-        raise ConfigurationError(f"backend type {type_name!r} is unavailable: {exc}{hint}") from exc
+        raise ConfigurationError(
+            f"backend type {type_name!r} is unavailable: {exc}{hint}", key="type"
+        ) from exc
     try:
         return cast(type[BackendFactory], getattr(module, attr))
     except AttributeError:
         raise ConfigurationError(
-            f"backend type {type_name!r}: {module_name} has no class {attr!r}"
+            f"backend type {type_name!r}: {module_name} has no class {attr!r}", key="type"
         ) from None
 
 

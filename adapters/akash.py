@@ -128,7 +128,10 @@ class AkashVLLMOptions(OpenAIOptions):
     tokens_per_s: float | None = Field(None, gt=0, description="sustained tokens/s, measured")
     price_stat: PriceStat = "weightedAverage"
     overhead: float = Field(1.0, ge=1.0, description="multiplier for idle time and deposit")
-    console_api_url: str = "https://console-api.akash.network"
+    console_api_url: str = Field(
+        "https://console-api.akash.network",
+        description="the Akash Console API whose GET /v1/gpu-prices gives GPU $/hour",
+    )
 
 
 class AkashVLLMBackend(OpenAIBackend):

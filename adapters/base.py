@@ -108,13 +108,17 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of a streamed answer. The last chunk of a stream carries ``usage`` when known."""
+    """A piece of a streamed answer. The last chunk of a stream carries ``usage`` when known.
+
+    ``malformed_events`` counts undecodable events the adapter skipped in its place.
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str = ""
     tool_calls: list[dict[str, Any]] | None = None
+    malformed_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from intentmesh.adapters._http import (
+    MAX_BODY_BYTES_PER_TOKEN,
+    MIN_BODY_BYTES,
     Connection,
     StreamTruncated,
     error_for_status,
@@ -28,6 +30,9 @@ from intentmesh.config import BackendConfig
 from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse, MissingApiKey
 
 __all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile", "openai_body", "openai_usage"]
+
+# Undecodable SSE events in a row that end a stream (one alone is skipped and counted).
+MAX_MALFORMED_IN_A_ROW = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,9 @@ class OpenAIBackend:
         profile = cls._profile_with(options)
         base_url = config.base_url or profile.default_base_url
         if not base_url:
-            raise ConfigurationError(f"backend {config.name!r}: base_url is required")
+            raise ConfigurationError(
+                f"backend {config.name!r}: base_url is required", key="base_url"
+            )
         key_env = (
             config.api_key_env or profile.default_api_key_env or key_env_of(config.type)
         )
@@ -102,7 +109,8 @@ class OpenAIBackend:
         if profile.require_key and not api_key:
             raise ConfigurationError(
                 f"backend {config.name!r}: {key_env} is not set; set the API key in the "
-                f"environment variable {key_env}"
+                f"environment variable {key_env}",
+                key="api_key_env",
             )
         return cls(
             config.name,
@@ -201,13 +209,15 @@ class OpenAIBackend:
             raise MissingApiKey(self.missing_key_env, backend=self.name)
 
     async def acomplete(self, request: ChatRequest) -> Completion:
+        """One answer; ``request.timeout_s`` bounds the whole exchange, the body its size."""
         self.check_key()
         body = self.build_body(request, stream=False)
-        response = await self.connection.send(
-            "POST", self._path(request), backend=self.name, body=body, timeout_s=request.timeout_s
+        limit = request.max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
+        raw, headers = await self.connection.post_limited(
+            self._path(request), body, backend=self.name, limit=limit, timeout_s=request.timeout_s
         )
         with map_transport_errors(self.name):
-            return self._read_completion(response.content, response.headers)
+            return self._read_completion(raw, headers)
 
     def _read_completion(self, content: bytes, headers: Mapping[str, str]) -> Completion:
         """The Completion in a non-streamed answer's body (a hook: Targon's may be SSE)."""
@@ -222,14 +232,29 @@ class OpenAIBackend:
                 self._path(request), body, backend=self.name, timeout_s=request.timeout_s
             ) as payloads:
                 finished = False
+                events = _EventCount()
                 try:
                     async for payload in payloads:
-                        chunk = self.parse_chunk(json.loads(payload))
+                        chunk = self._event(payload, events)
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
                 except StreamTruncated:
                     if not finished:  # servers that close after the last chunk without [DONE]
                         raise
+                events.check_end(self.name)
+
+    def _event(self, payload: str, events: _EventCount) -> Chunk:
+        """One SSE payload as a chunk; an undecodable one is skipped, counted, and reported
+        as an empty chunk with ``malformed_events=1``."""
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise ValueError("stream event is not an object")
+        except ValueError as exc:
+            events.bad(self.name, exc)
+            return Chunk(malformed_events=1)
+        events.good()
+        return self.parse_chunk(data)
 
     async def alist_models(self) -> list[ModelListing]:
         """``GET /models`` in the OpenAI list shape."""
@@ -241,6 +266,33 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self.connection.aclose()
+
+
+class _EventCount:
+    """Good and bad events of one stream: garbage alone, or too much in a row, fails it."""
+
+    def __init__(self) -> None:
+        self.valid = 0
+        self.malformed = 0
+        self.in_a_row = 0
+
+    def good(self) -> None:
+        self.valid += 1
+        self.in_a_row = 0
+
+    def bad(self, backend: str, exc: Exception) -> None:
+        self.malformed += 1
+        self.in_a_row += 1
+        if self.in_a_row >= MAX_MALFORMED_IN_A_ROW:
+            raise MalformedResponse(
+                f"{self.in_a_row} undecodable stream events in a row ({exc})", backend=backend
+            )
+
+    def check_end(self, backend: str) -> None:
+        if self.malformed and not self.valid:
+            raise MalformedResponse(
+                f"stream carried no valid event ({self.malformed} undecodable)", backend=backend
+            )
 
 
 def openai_body(request: ChatRequest) -> dict[str, Any]:

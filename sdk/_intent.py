@@ -8,11 +8,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from intentmesh.errors import IntentValidationError
 
-__all__ = ["Intent", "Message", "Optimize", "Verifiability", "VERIFIABILITY_LEVELS"]
+__all__ = [
+    "Intent",
+    "Message",
+    "OnMidstream",
+    "Optimize",
+    "Verifiability",
+    "VERIFIABILITY_LEVELS",
+]
 
-Verifiability = Literal["none", "receipt", "attested", "consensus", "proof"]
+Verifiability = Literal["none", "receipt", "attested", "consensus", "proof", "spot"]
 Optimize = Literal["cost", "latency", "balanced"]
-VERIFIABILITY_LEVELS: tuple[str, ...] = ("none", "receipt", "attested", "consensus", "proof")
+OnMidstream = Literal["error", "continue"]
+VERIFIABILITY_LEVELS: tuple[str, ...] = (
+    "none",
+    "receipt",
+    "attested",
+    "consensus",
+    "proof",
+    "spot",
+)
 
 _FIXES: dict[str, str] = {
     "model": "name a catalog model such as 'llama-3.1-8b-instruct', or a list in preference order",
@@ -22,7 +37,10 @@ _FIXES: dict[str, str] = {
     "temperature": "use a number from 0 to 2",
     "max_price_usd": "use a positive USD amount such as 0.002, or None for no cap",
     "max_latency_ms": "use a positive number of milliseconds such as 3000, or None for no deadline",
-    "verifiability": "use one of: none, receipt, attested, consensus, proof",
+    "max_ttft_ms": "use a positive number of milliseconds such as 2000, or None for no limit",
+    "stall_ms": "use a positive number of milliseconds such as 5000, or None for no limit",
+    "on_midstream": "use 'error' (raise MidStreamError) or 'continue' (next backend continues)",
+    "verifiability": "use one of: none, receipt, attested, consensus, proof, spot",
     "optimize": "use one of: cost, latency, balanced",
     "hedge": "use False, True (automatic delay) or a delay in milliseconds such as 500",
     "networks": "use a list of network or backend names, or None for all",
@@ -30,6 +48,8 @@ _FIXES: dict[str, str] = {
     "seed": "use a whole number, or None",
     "consensus_k": "use a whole number of backends from 2 to 16, or None for the default (2)",
     "consensus_threshold": "use a similarity above 0 and at most 1 (1 = exact match), or None",
+    "spot_rate": "use a share of requests from 0 to 1 such as 0.1, or None for the default",
+    "spot_fail": "use True (fail the request on a disagreement), False, or None",
 }
 
 
@@ -62,6 +82,9 @@ class Intent(BaseModel):
     stop: list[str] | None = None
     max_price_usd: float | None = Field(None, gt=0.0)
     max_latency_ms: float | None = Field(None, gt=0.0)
+    max_ttft_ms: float | None = Field(None, gt=0.0)
+    stall_ms: float | None = Field(None, gt=0.0)
+    on_midstream: OnMidstream = "error"
     verifiability: Verifiability = "receipt"
     optimize: Optimize = "cost"
     networks: list[str] | None = None
@@ -70,6 +93,8 @@ class Intent(BaseModel):
     cache: bool = False
     consensus_k: int | None = Field(None, ge=2, le=16)
     consensus_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    spot_rate: float | None = Field(None, ge=0.0, le=1.0)
+    spot_fail: bool | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None

@@ -32,6 +32,11 @@ defined elsewhere are marked with their module.
     │   │   └── ProofFailed         proof missing, malformed, for other data [proof_failed]
     │   └── LevelUnavailable        claims a level it cannot show; never downgraded
     │                               [level_unavailable]
+    ├── LimitExceeded               a named limit or key refused the request (``.limit``;
+    │                               ``.kind``, per instance: budget / requests_per_min /
+    │                               tokens_per_min / usd_per_day; ``.retry_after`` seconds)
+    ├── StateUnavailable            the shared state store ([state] url) cannot be reached
+    │                               [state_unavailable]
     ├── ExecutionError              the plan ran and did not produce an answer
     │   ├── DeadlineExceeded        ``max_latency_ms`` passed across all attempts
     │   ├── AllBackendsFailed       every candidate failed; ``.attempts`` has each failure
@@ -84,21 +89,31 @@ __all__ = [
 class IntentmeshError(Exception):
     """Base class of every error intentmesh raises on purpose."""
 
-    kind: ClassVar[str] = "error"
-
 
 class ConfigurationError(IntentmeshError):
-    """The configuration is wrong; the message names the place and the fix."""
+    """The configuration is wrong; the message names the place and the fix.
+
+    ``source`` (file), ``line`` and ``key`` (the offending key, e.g. ``base_url``) when known.
+    """
 
     kind: ClassVar[str] = "configuration"
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ):
         where = source or ""
         if line is not None:
             where = f"{where}:{line}" if where else f"line {line}"
         super().__init__(f"{where}: {message}" if where else message)
         self.source = source
         self.line = line
+        self.key = key
+        self.detail = message
 
 
 class IntentValidationError(IntentmeshError, ValueError):
@@ -111,6 +126,27 @@ class IntentValidationError(IntentmeshError, ValueError):
         self.field = self.errors[0][0] if self.errors else ""
         lines = [f"{field}: {message}" for field, message in self.errors]
         super().__init__("invalid intent: " + "; ".join(lines))
+
+
+class LimitExceeded(IntentmeshError):
+    """A named limit refused the request: its budget is spent or a rate window is full.
+
+    Its ``kind`` is per instance: which limit (``budget``, ``requests_per_min``, ...).
+    """
+
+    def __init__(
+        self, message: str, *, limit: str, kind: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class StateUnavailable(IntentmeshError):
+    """The shared state store (``[state] url``) cannot be reached; budgets fail closed."""
+
+    kind: ClassVar[str] = "state_unavailable"
 
 
 class RoutingError(IntentmeshError):
@@ -301,7 +337,6 @@ class VerificationFailed(BackendError):
     """The backend answered, but its evidence for the requested level did not verify."""
 
     kind: ClassVar[str] = "verification_failed"
-
     check = "verification"
 
     def __init__(self, message: str, *, backend: str = "", check: str | None = None) -> None:

@@ -136,6 +136,7 @@ def read_prompt(prompt: str) -> str:
 class Verifiability(StrEnum):
     none = "none"
     receipt = "receipt"
+    spot = "spot"
     attested = "attested"
     consensus = "consensus"
     proof = "proof"

@@ -81,7 +81,9 @@ class ChatIntentmesh(BaseChatModel):
     stop: list[str] | None = None
     max_price_usd: float | None = None
     max_latency_ms: float | None = None
-    verifiability: Literal["none", "receipt", "attested", "consensus", "proof"] | None = None
+    verifiability: Literal["none", "receipt", "spot", "attested", "consensus", "proof"] | None = (
+        None
+    )
     optimize: Literal["cost", "latency", "balanced"] | None = None
     networks: list[str] | None = None
     exclude: list[str] | None = None

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +31,19 @@ from intentmesh.errors import (
     ProofFailed,
     VerificationFailed,
 )
-from intentmesh.router._consensus import (
+from intentmesh.router import (
+    AttemptFn,
+    Call,
+    Candidate,
     ConsensusPlan,
     ConsensusPolicy,
+    Plan,
+    Rejection,
+    Try,
     consensus_plan,
     operator_of,
     verdict,
 )
-from intentmesh.router._plan import Candidate, Plan, Rejection
 from intentmesh.verify._attestation import AttestationVerifier, TdxAttestationVerifier
 from intentmesh.verify._proof import (
     ProofVerifier,
@@ -47,19 +52,18 @@ from intentmesh.verify._proof import (
     build_proof_verifier,
     request_inputs,
 )
+from intentmesh.verify._spot import SpotPlan, SpotPolicy, spot_plan, spot_record, with_rate
 
 if TYPE_CHECKING:
     from intentmesh._intent import Intent
     from intentmesh._result import InferenceResult
     from intentmesh.adapters.base import ChatRequest
     from intentmesh.config import BackendConfig, GatewayConfig
-    from intentmesh.router import HealthBook
-    from intentmesh.router._executor import Call, Executor, Outcome
+    from intentmesh.router import Executor, HealthBook, Outcome
 
 __all__ = ["LevelRunner"]
 
-Runner = Callable[["Call", Candidate, bool, int], Awaitable["Outcome"]]
-BUFFERED_LEVELS = frozenset({"attested", "consensus", "proof"})
+BUFFERED_LEVELS = frozenset({"attested", "consensus", "proof", "spot"})
 
 
 def _option(entry: BackendConfig, name: str) -> Mapping[str, Any] | None:
@@ -78,9 +82,11 @@ class LevelRunner:
         health: HealthBook,
         *,
         consensus: ConsensusPolicy | None = None,
+        spot: SpotPolicy | None = None,
     ) -> None:
         self.health = health
         self.consensus = consensus or ConsensusPolicy()
+        self.spot = spot or SpotPolicy()
         self.attestors: dict[str, AttestationVerifier] = {}
         self.provers: dict[str, ProofVerifier] = {}
         for entry in config.backends:
@@ -112,11 +118,18 @@ class LevelRunner:
         seed = intent.seed if intent.seed is not None else self.consensus.seed
         return ConsensusPolicy(k=k, threshold=threshold, seed=seed)
 
+    def spot_for(self, intent: Intent) -> SpotPolicy:
+        policy = with_rate(self.spot, intent.spot_rate, intent.spot_fail)
+        return policy if intent.seed is None else replace(policy, seed=intent.seed)
+
     def shape_plan(self, intent: Intent, plan: Plan) -> Plan:
-        """For consensus, the panel and its summed worst case; other levels unchanged."""
+        """For consensus, the panel and its summed worst case; for spot, the reference split
+        out; other levels unchanged."""
         level = intent.verifiability
         if level == "consensus":
             return consensus_plan(plan, self.policy_for(intent))
+        if level == "spot":
+            return spot_plan(plan, self.spot_for(intent))
         means: set[str] | None = None
         if level == "attested":
             means = set(self.attestors)
@@ -152,11 +165,13 @@ class LevelRunner:
         level = intent.verifiability
         if level == "consensus":
             return await self._consensus(executor, intent, call)
+        if level == "spot":
+            return await self._spot(executor, intent, call)
         if level == "attested":
-            return await _run(executor, call, self._attested(executor))
+            return await executor.complete(call, attempt=self._attested(executor))
         if level == "proof":
             inputs = request_inputs(intent.chat_messages())
-            return await _run(executor, call, self._proved(executor, inputs))
+            return await executor.complete(call, attempt=self._proved(executor, inputs))
         return await executor.complete(call)
 
     def receipt_fields(self, result: InferenceResult) -> dict[str, Any]:
@@ -173,15 +188,15 @@ class LevelRunner:
 
     # -- attested ---------------------------------------------------------------------
 
-    def _attested(self, executor: Executor) -> Runner:
-        async def attempt(call: Call, cand: Candidate, hedge: bool, retry: int) -> Outcome:
+    def _attested(self, executor: Executor) -> AttemptFn:
+        async def attempt(call: Call, cand: Candidate, t: Try) -> Outcome:
             verifier = self.attestors.get(cand.backend)
             if verifier is None:
-                raise _unavailable(executor, call, cand, hedge, retry, "attested")
+                raise _unavailable(executor, call, cand, t, "attested")
             nonce = secrets.token_hex(32)
             evidence = asyncio.create_task(verifier.aattest(nonce))
             try:
-                outcome = await executor._attempt_complete(call, cand, hedge, retry)
+                outcome = await executor.attempt(call, cand, t)
             except BaseException:
                 evidence.cancel()
                 with contextlib.suppress(BaseException):
@@ -201,13 +216,13 @@ class LevelRunner:
 
     # -- proof ------------------------------------------------------------------------
 
-    def _proved(self, executor: Executor, inputs: list[list[float]]) -> Runner:
-        async def attempt(call: Call, cand: Candidate, hedge: bool, retry: int) -> Outcome:
+    def _proved(self, executor: Executor, inputs: list[list[float]]) -> AttemptFn:
+        async def attempt(call: Call, cand: Candidate, t: Try) -> Outcome:
             verifier = self.provers.get(cand.backend)
             backend = executor.backends[cand.backend]
             if verifier is None or not isinstance(backend, ProvingBackend):
-                raise _unavailable(executor, call, cand, hedge, retry, "proof")
-            outcome = await executor._attempt_complete(call, cand, hedge, retry)
+                raise _unavailable(executor, call, cand, t, "proof")
+            outcome = await executor.attempt(call, cand, t)
             try:
                 bundle = backend.proof_for(outcome.completion)
                 if bundle is None:
@@ -225,12 +240,57 @@ class LevelRunner:
     def _rejected(self, outcome: Outcome, exc: VerificationFailed) -> VerificationFailed:
         """Turn a verified-looking success into a failed attempt, and penalise the backend."""
         backend = outcome.candidate.backend
-        error = type(exc)(str(exc).removeprefix(f"{backend}: "), backend=backend, check=exc.check)
+        message = f"{str(exc).removeprefix(f'{backend}: ')} (failed check: {exc.check})"
+        error = type(exc)(message, backend=backend, check=exc.check)
         rec = outcome.attempt
         rec.outcome, rec.error_kind, rec.error = "error", error.kind, str(error)
+        rec.extra["check"] = error.check
         self.health.penalize(backend)
         self.health.record_failure(backend, error.kind, str(error))
         return error
+
+    # -- spot -------------------------------------------------------------------------
+
+    async def _spot(self, executor: Executor, intent: Intent, call: Call) -> Outcome:
+        policy = self.spot_for(intent)
+        if not isinstance(call.plan, SpotPlan):
+            call.plan = spot_plan(call.plan, policy)
+        plan = call.plan
+        call.build_request = _greedy(call.build_request, policy.seed)
+        outcome = await executor.complete(call)
+        answer = _response_digest(outcome)
+        if plan.reference is None or not policy.sampled():
+            outcome.attempt.extra["verification"] = spot_record(
+                policy, sampled=False, answer_digest=answer
+            )
+            return outcome
+        reference = await _reference_answer(executor, call, plan, plan.reference)
+        if reference is None:
+            outcome.attempt.extra["verification"] = spot_record(
+                policy, sampled=True, answer_digest=answer, outcome="reference_failed"
+            )
+            return outcome
+        agreed = reference.completion.text == outcome.completion.text
+        outcome.attempt.extra["verification"] = spot_record(
+            policy,
+            sampled=True,
+            answer_digest=answer,
+            reference_digest=_response_digest(reference),
+            outcome="agreed" if agreed else "disagreed",
+        )
+        if not agreed:
+            self.health.penalize(outcome.candidate.backend)
+            if policy.fail:
+                error = self._rejected(
+                    outcome,
+                    VerificationFailed(
+                        f"spot check: the answer differs from the reference backend "
+                        f"{policy.reference!r} under greedy decoding with seed {policy.seed}",
+                        check="spot",
+                    ),
+                )
+                raise AllBackendsFailed(str(error), call.attempts)
+        return outcome
 
     # -- consensus --------------------------------------------------------------------
 
@@ -262,24 +322,14 @@ class LevelRunner:
         return winner
 
 
-async def _run(executor: Executor, call: Call, runner: Runner) -> Outcome:
-    """``Executor.complete`` with a different per-attempt runner."""
-    call.started = executor._clock()
-    async with executor._deadline(call):
-        return await executor._race(call, runner)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _unavailable(
-    executor: Executor, call: Call, cand: Candidate, hedge: bool, retry: int, level: str
-) -> LevelUnavailable:
+    executor: Executor, call: Call, cand: Candidate, t: Try, level: str
+) -> BackendError:
     exc = LevelUnavailable(
         f"claims verifiability {level!r} but has no means to show it; not downgraded",
         backend=cand.backend,
     )
-    rec = executor._new_attempt(call, cand, hedge, retry)
-    rec.outcome, rec.error_kind, rec.error = "error", exc.kind, str(exc)
-    return exc
+    return executor.refuse(call, cand, t, exc)
 
 
 def _greedy(
@@ -299,15 +349,13 @@ async def _panel_answers(
 ) -> list[Outcome]:
     """One answer from each panel member; a member that fails is replaced by a spare of an
     operator not yet used. Answers come back in panel order."""
-    from intentmesh.router._executor import Call as _Call
-
     used = {operator_of(c) for c in plan.panel}
     spares = [c for c in plan.candidates if c not in plan.panel]
     queue = list(plan.panel)
     answers: list[Outcome] = []
     while queue:
         subs = [
-            _Call(Plan(plan.models, (c,), (), plan.request), build, call.budget, call.deadline)
+            Call(Plan(plan.models, (c,), (), plan.request), build, call.budget, call.deadline)
             for c in queue
         ]
         results = await asyncio.gather(
@@ -332,6 +380,27 @@ async def _panel_answers(
             else:
                 answers.append(result)
     return answers
+
+
+async def _reference_answer(
+    executor: Executor, call: Call, plan: Plan, reference: Candidate
+) -> Outcome | None:
+    """The same request on the reference backend; ``None`` when it could not answer."""
+    only = Plan(plan.models, (reference,), (), plan.request)
+    sub = Call(only, call.build_request, call.budget, call.deadline)
+    try:
+        return await executor.complete(sub)
+    except AllBackendsFailed:
+        return None
+    finally:
+        call.attempts.extend(sub.attempts)
+
+
+def _response_digest(outcome: Outcome) -> str:
+    from intentmesh.receipts import digest
+
+    c = outcome.completion
+    return digest({"text": c.text, "tool_calls": c.tool_calls, "finish_reason": c.finish_reason})
 
 
 def _consensus_record(policy: ConsensusPolicy, agreement: float, answers: Sequence[Outcome]) -> Any:
@@ -375,4 +444,3 @@ def _answer_outputs(text: str) -> list[list[float]] | None:
         return [[float(x) for x in row] for row in data] if isinstance(data, list) else None
     except (TypeError, ValueError):
         return None
-
