@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from intentmesh.errors import IntentValidationError
+from intentmesh.errors import IntentValidationError, validation_message
 
 __all__ = [
     "Intent",
@@ -164,7 +164,7 @@ def _explain(exc: ValidationError) -> list[tuple[str, str]]:
         else:
             fix = _FIXES.get(top, "")
             got = _short(err.get("input"))
-            message = f"{err['msg'].lower()} (got {got})" + (f"; {fix}" if fix else "")
+            message = f"{validation_message(err).lower()} (got {got})" + (f"; {fix}" if fix else "")
         pairs.append((field, message))
     return _dedupe_union(pairs)
 
