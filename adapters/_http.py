@@ -175,8 +175,12 @@ class Connection:
         params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> httpx.Response:
-        """One request (``body`` sent as JSON), its answer read whole; 4xx/5xx raise."""
-        content = json.dumps(body).encode() if body is not None else None
+        """One request (``body`` sent as JSON; bytes as they are), its answer read whole;
+        4xx/5xx raise."""
+        if isinstance(body, bytes):
+            content: bytes | None = body
+        else:
+            content = json.dumps(body).encode() if body is not None else None
         with map_transport_errors(backend):
             response = await self.client().request(
                 method,
