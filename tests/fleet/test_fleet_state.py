@@ -240,7 +240,7 @@ def test_latency_is_shared(provider: FakeOpenAIProvider, prefix: str) -> None:
             two.health.breaker("fake")  # any read adopts the latest view
             return two.health.latency("fake", "fake-llama", 800.0).samples
 
-        assert wait_for(samples, what="shared latency samples") >= 3
+        wait_for(lambda: samples() >= 3, what="three shared latency samples")
 
 
 def test_health_fails_open_when_the_store_is_down(provider: FakeOpenAIProvider) -> None:
