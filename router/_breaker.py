@@ -93,6 +93,11 @@ class CircuitBreaker:
         if fatal or self._state == "half_open" or self._failures >= self.policy.failure_threshold:
             self._open(self.policy.fatal_cooldown_s if fatal else self.policy.cooldown_s)
 
+    def trip(self, reason: str) -> None:
+        """Open at once for the long cooldown (a backend caught lying about its bill)."""
+        self.last_error = reason
+        self.ever_failed = True
+        self._open(self.policy.fatal_cooldown_s)
     def follow(self, verdict: str, hold_s: float, message: str | None = None) -> None:
         """Adopt the fleet's verdict (``closed``, ``open`` for ``hold_s``, or ``trial``: ours).
 

@@ -133,9 +133,20 @@ class HealthBook:
         self._penalty: dict[str, float] = {}
         self._priors: dict[float, LatencyEstimate] = {}
         self._probe_ms: dict[str, float] = {}
+        self._listeners: list[Callable[[str, str | None], bool]] = []
         self.share = share
         self._view: FleetView | None = None
         self._published: dict[str, int] = {}
+
+    def subscribe(self, listener: Callable[[str, str | None], bool]) -> None:
+        """Call ``listener(backend, provider_model)`` whenever a latency estimate may change
+        (``provider_model`` None: every model of the backend); it returns False to unsubscribe.
+        """
+        self._listeners.append(listener)
+
+    def _changed(self, backend: str, model: str | None) -> None:
+        if self._listeners:
+            self._listeners = [fn for fn in self._listeners if fn(backend, model)]
 
     @property
     def any_gone(self) -> bool:
@@ -177,12 +188,14 @@ class HealthBook:
         if stats is None:
             stats = self._latency[key] = LatencyStats()
         stats.observe(latency_ms)
+        self._changed(backend, model)
         if self.share is not None:
             self.share.publish_latency(backend, model, latency_ms)
 
     def observe_probe(self, backend: str, latency_ms: float) -> None:
         """A probe's round trip: no request can be faster, so it raises the latency prior."""
         self._probe_ms[backend] = latency_ms
+        self._changed(backend, None)
 
     def mark_gone(self, backend: str, model: str) -> None:
         """The backend answered 404 for this model: skip it until the mark expires."""
@@ -200,6 +213,12 @@ class HealthBook:
     def penalize(self, backend: str, amount: float = 1.0) -> None:
         """Lower a backend in rankings (it lied about usage or model); decays on success."""
         self._penalty[backend] = self._penalty.get(backend, 0.0) + amount
+
+    def quarantine(self, backend: str, reason: str) -> None:
+        """Exclude a backend that billed beyond its own quote: heavy penalty, circuit open for
+        the breaker's long (fatal) cooldown."""
+        self.penalize(backend, 10.0)
+        self.breaker(backend).trip(reason)
 
     def penalty(self, backend: str) -> float:
         return self._penalty.get(backend, 0.0)

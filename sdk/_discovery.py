@@ -1,11 +1,12 @@
 """Live price and model discovery: cached, refreshed off the hot path, stale-safe.
 
-Backends whose adapter sets ``discovers_prices`` and implements ``alist_models`` are asked
-for their model list (with USD-per-1M prices where the network publishes them). Results are
-cached in a ``cachetools.TTLCache``; after the first (warm-up) fetch, an expired entry is
-refreshed by a background task while calls go on with the cached prices. When a fetch fails,
-the last good prices are used and marked ``stale``; with none, the configured prices are used,
-marked ``stale``. :meth:`PriceBook.offers` turns all this into the solver's offers:
+Backends that are :class:`~intentmesh.adapters.DiscoversPrices` (``alist_models`` with
+``discovers_prices`` true) are asked for their model list (with USD-per-1M prices where the
+network publishes them). Results are cached in a ``cachetools.TTLCache``; after the first
+(warm-up) fetch, an expired entry is refreshed by a background task while calls go on with the
+cached prices. When a fetch fails, the last good prices are used and marked ``stale``; with
+none, the configured prices are used, marked ``stale``. :meth:`PriceBook.offers` turns all
+this into the solver's offers:
 
 * a configured model the network lists with prices → live prices (``live``/``estimated``);
 * a backend with no ``[[backends.models]]`` (zero-config) → one offer per listed, priced model,
@@ -26,7 +27,7 @@ import anyio
 from cachetools import TTLCache
 
 from intentmesh._catalog import Catalog
-from intentmesh.adapters.base import Backend, ModelListing
+from intentmesh.adapters.base import Backend, DiscoversPrices, ListsModels, ModelListing
 from intentmesh.config import BackendConfig
 from intentmesh.router import Offer
 
@@ -69,10 +70,10 @@ class PriceBook:
         shared: PriceCache | None = None,
     ) -> None:
         self.shared = shared
-        self.sources: dict[str, Any] = {
+        self.sources: dict[str, ListsModels] = {
             name: b
             for name, b in backends.items()
-            if getattr(b, "discovers_prices", False) and hasattr(b, "alist_models")
+            if isinstance(b, DiscoversPrices) and b.discovers_prices
         }
         self.entries = {e.name: e for e in entries if e.name in self.sources}
         self.catalog = catalog

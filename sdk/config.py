@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from intentmesh.errors import ConfigurationError
 
@@ -36,6 +44,8 @@ __all__ = [
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_CREDENTIAL = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
+_SIGNING_KEY_ENV = "INTENTMESH_SIGNING_KEY"  # receipts' default signer (intentmesh._keys.KEY_ENV)
 
 
 class ModelEntry(BaseModel):
@@ -67,7 +77,13 @@ class BackendConfig(BaseModel):
     api_key_env: str | None = None
     models: list[ModelEntry] = Field(default_factory=list)
     latency_ms: float = Field(800.0, gt=0.0, description="latency prior before observations")
-    timeout_s: float = Field(60.0, gt=0.0)
+    timeout_s: float = Field(60.0, gt=0.0, description="hard ceiling on one whole attempt")
+    first_token_timeout_s: float | None = Field(
+        None, gt=0.0, description="abandon an attempt with no token after this long"
+    )
+    stall_timeout_s: float | None = Field(
+        None, gt=0.0, description="end a stream whose tokens stop for this long"
+    )
     retries: int = Field(2, ge=0, le=10)
     verifiability: list[str] = Field(default_factory=list)
     operator: str | None = None
@@ -119,7 +135,7 @@ class BackendConfig(BaseModel):
             err = exc.errors()[0]
             bad = ".".join(str(p) for p in err["loc"])
             raise ConfigurationError(
-                f"backend {self.name!r}: option {bad!r}: {err['msg']}"
+                f"backend {self.name!r}: option {bad!r}: {err['msg']}", key=bad
             ) from None
 
     def api_key(self) -> str | None:
@@ -238,6 +254,38 @@ class GatewayConfig(BaseModel):
         None, description="the gateway server's section, validated by intentmesh.server"
     )
     source: str | None = Field(None, exclude=True)
+    _text: str | None = PrivateAttr(None)  # the TOML it was parsed from, to locate errors
+
+    def located(self, exc: ConfigurationError, backend: str) -> ConfigurationError:
+        """``exc``, raised while building backend ``backend``, naming file, line and key:
+        ``intentmesh.toml:9: backends.1.type: unknown backend type 'x'; ...``."""
+        index = next((i for i, b in enumerate(self.backends) if b.name == backend), None)
+        if exc.source is not None or index is None:
+            return exc
+        loc: tuple[str | int, ...] = ("backends", index, *((exc.key,) if exc.key else ()))
+        text = self._text
+        if text is None and self.source and Path(self.source).is_file():
+            text = Path(self.source).read_text("utf-8")
+        where = ".".join(str(p) for p in loc)
+        return ConfigurationError(
+            f"{where}: {exc.detail}",
+            source=self.source,
+            line=locate(text, loc) if text else None,
+            key=exc.key,
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every secret this config points at, read from the environment: upstream API keys,
+        other ``*_env`` options (hotkey seeds), credential headers and the receipt signer."""
+        names = [self.receipts.key_env, _SIGNING_KEY_ENV]
+        values: list[str] = []
+        for entry in self.backends:
+            names.append(entry.api_key_env)
+            options = entry.options.items()
+            names += [v for k, v in options if k.endswith("_env") and isinstance(v, str)]
+            values += [v for k, v in entry.headers.items() if _CREDENTIAL.search(k)]
+        values += [os.environ.get(name, "") for name in names if name]
+        return [v for v in values if v]
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
@@ -265,7 +313,9 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, text, source) from None
-    return config.model_copy(update={"source": source})
+    config = config.model_copy(update={"source": source})
+    config._text = text
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
@@ -325,17 +375,20 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
     lines = text.splitlines()
     start = 0
     path: list[str] = []
+    entry = False  # inside one [[array]] entry: its keys end at the next table header
     for part in loc:
         if isinstance(part, int):
             header = re.compile(r"^\s*\[\[\s*" + re.escape(".".join(path)) + r"\s*\]\]")
             hits = [i for i in range(start, len(lines)) if header.match(lines[i])]
             if part >= len(hits):
                 return start + 1 if lines else None
-            start = hits[part]
+            start, entry = hits[part], True
         else:
             path.append(part)
             key = re.compile(r"^\s*" + re.escape(part) + r"\s*=")
             for i in range(start, len(lines)):
+                if entry and i > start and lines[i].lstrip().startswith("["):
+                    break  # a key missing from this entry: point at the entry
                 if key.match(lines[i]):
                     start = i
                     break

@@ -16,6 +16,7 @@ translated once, at the adapter boundary (``adapters._http.map_transport_errors`
     │   ├── RateLimited             429 / 529, ``.retry_after`` seconds when the backend said
     │   ├── PaymentRequired         402: out of credit on that backend
     │   ├── AuthenticationError     401 / 403
+    │   │   └── MissingApiKey       the key's variable is not set; nothing was sent (``.key_env``)
     │   ├── ModelNotFound           404: the backend no longer serves this model
     │   ├── InvalidRequest          400 / 422: no backend would accept it; never failed over
     │   ├── MalformedResponse       the backend answered something we cannot parse
@@ -63,6 +64,7 @@ __all__ = [
     "LevelUnavailable",
     "MalformedResponse",
     "MidStreamError",
+    "MissingApiKey",
     "ModelNotFound",
     "NoRouteError",
     "PaymentRequired",
@@ -80,15 +82,27 @@ class IntentmeshError(Exception):
 
 
 class ConfigurationError(IntentmeshError):
-    """The configuration is wrong; the message names the place and the fix."""
+    """The configuration is wrong; the message names the place and the fix.
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None):
+    ``source`` (file), ``line`` and ``key`` (the offending key, e.g. ``base_url``) when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ):
         where = source or ""
         if line is not None:
             where = f"{where}:{line}" if where else f"line {line}"
         super().__init__(f"{where}: {message}" if where else message)
         self.source = source
         self.line = line
+        self.key = key
+        self.detail = message
 
 
 class IntentValidationError(IntentmeshError, ValueError):
@@ -199,6 +213,20 @@ class AuthenticationError(BackendError):
     """401/403: the key is missing, wrong or not allowed."""
 
 
+class MissingApiKey(AuthenticationError):
+    """The environment variable ``key_env`` that holds this backend's key is not set.
+
+    Raised before anything is sent, instead of the network's 401; fails over like one.
+    """
+
+    def __init__(self, key_env: str, *, backend: str = "") -> None:
+        super().__init__(
+            f"{key_env} is not set; export {key_env}=<your key> (the backend's api_key_env)",
+            backend=backend,
+        )
+        self.key_env = key_env
+
+
 class ModelNotFound(BackendError):
     """404: this backend no longer serves the model; it is marked and skipped."""
 
@@ -222,6 +250,7 @@ _KINDS: dict[type[BackendError], str] = {
     RateLimited: "rate_limited",
     PaymentRequired: "payment_required",
     AuthenticationError: "auth",
+    MissingApiKey: "auth",
     ModelNotFound: "model_not_found",
     InvalidRequest: "invalid_request",
     MalformedResponse: "malformed_response",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -307,11 +310,11 @@ def verify(
     elif report["ok"]:
         sys.stdout.write(f"ok: {report['count']} receipts verified in {source}\n")
     if not report["ok"]:
-        where = (
-            f"seq {report['first_bad_seq']} ({report['first_bad_id']})"
-            if report["first_bad_id"]
-            else "a receipt"
-        )
+        seq, rid = report["first_bad_seq"], report["first_bad_id"]
+        if seq is not None:
+            where = f"seq {seq} ({rid})" if rid else f"seq {seq}"
+        else:
+            where = f"receipt {rid}" if rid else f"the receipt after the first {report['count']}"
         raise CliError(
             f"verification failed in {source} at {where}: {report['problem']} "
             f"({report['count']} receipts before it verified)",
@@ -321,7 +324,7 @@ def verify(
 
 def _trusted(value: str) -> dict[str, object]:
     from intentmesh.receipts import load_public_key
-    from intentmesh.receipts._keys import public_key_id as key_id
+    from intentmesh.receipts import public_key_id as key_id
 
     path = Path(value).expanduser()
     raw: object = path.read_text("utf-8") if path.is_file() else value
@@ -344,11 +347,13 @@ def _verify_file(file: Path, keys: dict[str, object] | None) -> dict[str, Any]:
         try:
             count = scratch.import_jsonl(handle, keys)
         except ReceiptError as exc:
+            handle.seek(0)
+            seq, before, rid = _locate_bad(handle, exc)
             return {
                 "ok": False,
-                "count": None,
-                "first_bad_id": exc.receipt_id,
-                "first_bad_seq": None,
+                "count": before,
+                "first_bad_id": rid,
+                "first_bad_seq": seq,
                 "problem": str(exc),
             }
     return {
@@ -358,6 +363,38 @@ def _verify_file(file: Path, keys: dict[str, object] | None) -> dict[str, Any]:
         "first_bad_seq": None,
         "problem": None,
     }
+
+
+def _locate_bad(lines: Iterable[str], exc: Exception) -> tuple[int | None, int, str | None]:
+    """``(seq, receipts before it, id)`` of the receipt an export failed at.
+
+    Receipts are checked in file order and the first problem stops the check, so every receipt
+    line before the bad one verified. The bad one is found by its id, else by the line number
+    the error names (a line that is not a readable receipt has no seq or id).
+    """
+    rid = getattr(exc, "receipt_id", None)
+    found = re.match(r"line (\d+):", str(exc))
+    bad_line = int(found.group(1)) if found else None
+    before = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        data = _json_object(line)
+        body = data.get("body") if data is not None and "checkpoint" not in data else None
+        body = body if isinstance(body, dict) else {}
+        if number == bad_line or (rid is not None and body.get("id") == rid):
+            seq = body.get("seq")
+            return (seq if isinstance(seq, int) else None), before, body.get("id") or rid
+        before += 1 if data is not None and "checkpoint" not in data else 0
+    return None, before, rid
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @app.command("export")

@@ -8,6 +8,7 @@ import anyio
 
 from intentmesh.errors import ExecutionError
 from intentmesh.fleet._accounts import AccountStore, Hold, Limits
+from intentmesh.router import ConsensusPlan
 
 if TYPE_CHECKING:
     from intentmesh._gateway import Gateway
@@ -28,12 +29,23 @@ async def admit(
     """
     if not plan.candidates:
         return None, intent
-    worst = [c.worst_case_cost_usd for c in plan.candidates]
-    want = intent.max_price_usd if intent.max_price_usd is not None else max(worst)
-    hold = await store.aadmit(name, limits, want, min(worst))
+    cheapest, most = _worst_cases(plan)
+    want = intent.max_price_usd if intent.max_price_usd is not None else most
+    hold = await store.aadmit(name, limits, want, cheapest)
     if hold.amount is None:
         return hold, intent
     return hold, intent.model_copy(update={"max_price_usd": hold.amount})
+
+
+def _worst_cases(plan: Plan) -> tuple[float, float]:
+    """The cheapest way the plan can succeed, and the most it can spend, in worst cases.
+
+    A consensus call runs its whole panel (and spares replace members that fail), so its
+    cheapest success is the panel's summed worst case and its most is every candidate's."""
+    worst = [c.worst_case_cost_usd for c in plan.candidates]
+    if isinstance(plan, ConsensusPlan):
+        return plan.worst_case_cost_usd, sum(worst)
+    return min(worst), max(worst)
 
 
 async def settle(store: AccountStore, hold: Hold | None, cost_usd: float, tokens: int) -> None:

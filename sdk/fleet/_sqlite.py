@@ -10,9 +10,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+from intentmesh._sqlite import use_wal
+
 __all__ = ["SpendBook"]
 
 _EPS = 1e-12
+_BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (
@@ -28,11 +31,11 @@ class SpendBook:
     """Spent and reserved USD per key; only keys with a budget are tracked."""
 
     def __init__(self, path: str = ":memory:") -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         self._lock = threading.Lock()
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+        use_wal(self._db, path, _BUSY_TIMEOUT_S)
         self._db.execute(_SCHEMA)
 
     def open_account(self, name: str, budget: float) -> None:

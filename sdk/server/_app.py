@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from intentmesh._gateway import Gateway
+from intentmesh._gateway import Gateway, ResultStream
 from intentmesh.fleet import AccountStore, LocalAccounts
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import KeyConfig, ServerConfig
@@ -35,7 +35,6 @@ from intentmesh.server._openai import (
     usage_body,
 )
 from intentmesh.server._service import Prepared, Service
-from intentmesh.server._stream import LiveStream
 
 __all__ = ["create_app"]
 
@@ -170,11 +169,11 @@ class _Handlers:
         return _EventStream(events, close, headers=headers, media_type="text/event-stream")
 
     async def _events(
-        self, job: Prepared, stream: LiveStream, endpoint: str
+        self, job: Prepared, stream: ResultStream, endpoint: str
     ) -> AsyncIterator[bytes]:
         kind = job.request.kind
         rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}"
-        created, model = int(time.time()), self.gateway.catalog.resolve(job.intent.models[0])
+        created, model = int(time.time()), stream.model  # the model that answers
         finish: str | None = None
         try:
             first = True
@@ -192,7 +191,7 @@ class _Handlers:
             yield _sse(err.body())
 
     async def _tail(
-        self, job: Prepared, stream: LiveStream, ident: tuple[str, int, str], finish: str | None
+        self, job: Prepared, stream: ResultStream, ident: tuple[str, int, str], finish: str | None
     ) -> AsyncIterator[bytes]:
         """The closing chunk (finish reason + ``intentmesh``), the usage chunk, ``[DONE]``."""
         res = stream.result

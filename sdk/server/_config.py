@@ -79,11 +79,15 @@ class KeyConfig(BaseModel):
         """A name safe to log and to use as the budget account (never the secret)."""
         return self.name or self.key_env or (self.digest() or "")[:12]
 
+    def secret(self) -> str | None:
+        """The key itself, from ``key`` or its environment variable (None: only a digest)."""
+        return self.key or os.environ.get(self.key_env or "") or None
+
     def digest(self) -> str | None:
         """SHA-256 hex of the secret, or None when its environment variable is unset."""
         if self.key_sha256:
             return self.key_sha256.lower()
-        secret = self.key if self.key else os.environ.get(self.key_env or "")
+        secret = self.secret()
         return hashlib.sha256(secret.encode()).hexdigest() if secret else None
 
 

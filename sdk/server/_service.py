@@ -8,7 +8,7 @@ import contextlib
 import math
 from dataclasses import dataclass
 
-from intentmesh._gateway import Gateway
+from intentmesh._gateway import Gateway, ResultStream
 from intentmesh._intent import Intent
 from intentmesh._result import InferenceResult
 from intentmesh.errors import LimitExceeded, StateUnavailable
@@ -19,7 +19,6 @@ from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError, translate
 from intentmesh.server._keys import apply_policy
 from intentmesh.server._openai import ParsedRequest
-from intentmesh.server._stream import LiveStream
 
 __all__ = ["Prepared", "Service"]
 
@@ -65,17 +64,18 @@ class Service:
         await self._settle(job, result.cost_usd, result.usage.total_tokens)
         return result
 
-    async def open_stream(self, job: Prepared) -> LiveStream:
-        stream = LiveStream(self.gateway, job.intent)
+    async def open_stream(self, job: Prepared) -> ResultStream:
+        """The gateway's own stream, opened: it raised before any content or it has begun."""
+        stream = self.gateway.astream(job.intent)
         try:
-            await stream.open()
+            await stream.aopen()
         except BaseException as exc:
             spent = stream.spent_usd() if _is_cancel(exc) else cost_of_failure(exc, job.hold)
             await self._settle(job, spent)
             raise self.error(exc, job.request, job.intent) from exc
         return stream
 
-    async def finish_stream(self, job: Prepared, stream: LiveStream) -> None:
+    async def finish_stream(self, job: Prepared, stream: ResultStream) -> None:
         """Settle a stream that ended, broke or was cancelled."""
         res = stream.result
         cost = res.cost_usd if res is not None else stream.spent_usd()
