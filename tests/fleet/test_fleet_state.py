@@ -387,3 +387,39 @@ async def test_one_price_fetch_serves_every_gateway_of_the_fleet(
                 (offer,) = gw.offers
                 assert (offer.input_price, offer.price_source) == (0.02, "live")
         assert fake.calls["/v1/models"] == 1
+
+
+def test_server_refuses_limited_keys_with_503_while_the_store_is_down(
+    provider: FakeOpenAIProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("starlette", reason="the server extra is not installed")
+    import httpx
+
+    from intentmesh.server import KeyConfig, ThreadedServer, create_app
+
+    monkeypatch.setenv("LIMITED_KEY", "sk-limited")
+    monkeypatch.setenv("OPEN_KEY", "sk-open")
+    keys = [
+        KeyConfig(name="limited", key_env="LIMITED_KEY", budget_usd=1.0),
+        KeyConfig(name="unlimited", key_env="OPEN_KEY"),
+    ]
+    url = refused_url().replace("http://", "redis://")
+    accounts = RedisAccounts(RedisState(StateConfig(url=url, timeout_s=0.5), url))
+    text = "[receipts]\nenabled = false\n" + backend_toml("fake", provider.base_url)
+    with Gateway(parse_config(text)) as gw:
+        server = ThreadedServer(create_app(gw, keys=keys, accounts=accounts)).start()
+        try:
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+
+            def post(key: str) -> httpx.Response:
+                headers = {"authorization": f"Bearer {key}"}
+                return httpx.post(
+                    server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30
+                )
+
+            refused = post("sk-limited")
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "state_unavailable"
+            assert post("sk-open").status_code == 200  # keys without limits keep working
+        finally:
+            server.stop()
