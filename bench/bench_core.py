@@ -1,13 +1,14 @@
 """Core overhead benchmark: what intentmesh adds on top of one raw HTTP call.
 
 Runs a loopback fake provider in a separate process, then, in one run on the same machine:
-raw ``httpx`` POST (the issue's floor), the same raw POST on the transport intentmesh uses
-(httpx over aiohttp; overhead is measured against this one), ``Gateway.ainfer`` at verifiability
-``none`` and ``receipt``,
-and, when a LiteLLM virtualenv is given, LiteLLM's ``Router.acompletion`` (measured by
-``bench_litellm.py`` inside that venv against the same server, with its own floor).
-Sequential and at concurrency 64. Also: planning time for 20 backends, receipt cost,
-and ``import intentmesh`` time. Figures are ratios to the floor measured in the same run.
+a raw ``aiohttp`` POST (the floor: overhead is measured against it), raw ``httpx`` and raw
+httpx-over-aiohttp POSTs for reference, ``Gateway.ainfer`` at verifiability ``none`` and
+``receipt``, ``ainfer`` with 200 and 2,000 backends serving the model (vs 1), and, when a LiteLLM
+virtualenv is given, LiteLLM's ``Router.acompletion`` (measured by ``bench_litellm.py`` inside that
+venv against the same server, with its own floor). Sequential and at concurrency 64. Also: the
+per-request routing decision and the full ``plan()`` dry run at 20 / 200 / 2,000 backends,
+intent validation and ``import intentmesh`` time. Figures are differences or ratios to the floor
+measured in the same run.
 
     python bench/bench_core.py [--requests 2000] [--litellm-python /tmp/litellm-venv/bin/python]
 """
@@ -25,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from intentmesh import Gateway, Intent
@@ -85,18 +87,38 @@ def body(i: int) -> dict[str, object]:
     }
 
 
-async def run_suite(base_url: str, n: int, home: Path) -> dict[str, dict[str, dict[str, float]]]:
-    config = parse_config(
-        f'[receipts]\nledger = "{home / "ledger.sqlite3"}"\nkey = "{home / "key.pem"}"\n'
-        f'[[backends]]\nname = "fake"\nbase_url = "{base_url}"\n'
+def many_backends_config(base_url: str, backends: int, home: Path | None = None) -> str:
+    """``backends`` backends serving MODEL, the first one cheapest (all reach ``base_url``)."""
+    head = ""
+    if home is not None:
+        head = f'[receipts]\nledger = "{home / "ledger.sqlite3"}"\nkey = "{home / "key.pem"}"\n'
+    return head + "".join(
+        f'[[backends]]\nname = "b{i}"\nbase_url = "{base_url}"\n'
         f'[[backends.models]]\nname = "{MODEL}"\nid = "fake-llama"\n'
-        "input_price = 0.1\noutput_price = 0.2\n"
+        f"input_price = {0.1 + i / 1000}\noutput_price = {0.2 + i / 500}\n"
+        for i in range(backends)
     )
-    gw = Gateway(config)
+
+
+async def run_suite(base_url: str, n: int, home: Path) -> dict[str, dict[str, dict[str, float]]]:
+    gw = Gateway(parse_config(many_backends_config(base_url, 1, home)))
+    wide = {
+        count: Gateway(parse_config(many_backends_config(base_url, count, home)))
+        for count in (200, 2000)
+    }
     limits = httpx.Limits(max_connections=1024)
     client = httpx.AsyncClient(limits=limits, trust_env=False)
     same = httpx.AsyncClient(transport=default_transport(), limits=limits, trust_env=False)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1024))
     url = base_url + "/chat/completions"
+
+    async def raw_aiohttp(i: int) -> object:
+        payload = json.dumps(body(i)).encode()
+        async with session.post(
+            url, data=payload, headers={"Content-Type": "application/json"}
+        ) as r:
+            data = json.loads(await r.read())
+        return data["choices"][0]["message"]["content"]
 
     def raw(c: httpx.AsyncClient) -> Callable[[int], Awaitable[object]]:
         async def call(i: int) -> object:
@@ -106,9 +128,9 @@ async def run_suite(base_url: str, n: int, home: Path) -> dict[str, dict[str, di
 
         return call
 
-    def via_gateway(level: str) -> Callable[[int], Awaitable[object]]:
+    def via_gateway(level: str, g: Gateway = gw) -> Callable[[int], Awaitable[object]]:
         async def call(i: int) -> object:
-            res = await gw.ainfer(
+            res = await g.ainfer(
                 model=MODEL, prompt=f"hello {i}", max_tokens=16, verifiability=level
             )
             return res.text
@@ -116,10 +138,12 @@ async def run_suite(base_url: str, n: int, home: Path) -> dict[str, dict[str, di
         return call
 
     cases = {
-        "floor_httpx": raw(client),
-        "floor_same_transport": raw(same),
+        "floor_aiohttp": raw_aiohttp,
+        "raw_httpx": raw(client),
+        "raw_httpx_over_aiohttp": raw(same),
         "intentmesh_none": via_gateway("none"),
         "intentmesh_receipt": via_gateway("receipt"),
+        **{f"intentmesh_none_{k}_backends": via_gateway("none", g) for k, g in wide.items()},
     }
     out: dict[str, dict[str, dict[str, float]]] = {}
     for concurrency in (1, 64):
@@ -127,19 +151,48 @@ async def run_suite(base_url: str, n: int, home: Path) -> dict[str, dict[str, di
         out[label] = {}
         for _round in range(2):  # interleave rounds so drift hits every case alike
             for name, fn in cases.items():
+                if concurrency > 1 and name.endswith("_backends"):
+                    continue
                 samples = await measure(fn, n // 2, concurrency)
                 out[label].setdefault(name, {"samples": []})["samples"] += samples  # type: ignore[operator]
-        for name in cases:
+        for name in list(out[label]):
             samples = out[label][name].pop("samples")  # type: ignore[arg-type]
             out[label][name] = percentiles(samples)  # type: ignore[arg-type]
     await client.aclose()
     await same.aclose()
-    await gw.aclose()
+    await session.close()
+    for g in (gw, *wide.values()):
+        await g.aclose()
+        g.close()
+    return out
+
+
+def routing_us(backends: int, budget_s: float = 1.0) -> dict[str, float]:
+    """CPU µs of one call's routing decision (what ``ainfer`` plans with) and of ``plan()``.
+
+    ``backends`` backends serve the model at distinct prices; a tenth have learned latencies,
+    so that the pre-ranked orders are not simply the configured ones.
+    """
+    gw = Gateway(parse_config(many_backends_config("http://127.0.0.1:9", backends)))
+    for i in range(0, backends, 10):
+        gw.health.observe_latency(f"b{i}", "fake-llama", 100.0 + i % 70)
+    intent = Intent(model=MODEL, prompt="hello", max_tokens=16, max_price_usd=0.01)
+    out = {}
+    for name, fn in (("decision_us", gw._route), ("plan_us", gw.plan)):
+        fn(intent)  # warm: the index is built on first use
+        rounds = 0
+        t0 = time.process_time()  # CPU time: less sensitive to other processes on a shared box
+        while time.process_time() - t0 < budget_s * (0.2 if name == "plan_us" else 1):
+            for _ in range(50):
+                fn(intent)
+            rounds += 50
+        out[name] = (time.process_time() - t0) / rounds * 1e6
     gw.close()
     return out
 
 
-def planning_us(backends: int = 20, rounds: int = 20000) -> float:
+def solver_us(backends: int = 20, rounds: int = 20000) -> float:
+    """The pure solver over ``backends`` offers (full ordering and every rejection)."""
     offers = [
         Offer(
             backend=f"b{i}",
@@ -155,7 +208,7 @@ def planning_us(backends: int = 20, rounds: int = 20000) -> float:
     gw = Gateway(parse_config(""))
     request = gw.route_request(Intent(model=MODEL, prompt="hello", max_price_usd=0.01))
     health = HealthBook()
-    t0 = time.process_time()  # CPU time: less sensitive to other processes on a shared box
+    t0 = time.process_time()
     for _ in range(rounds):
         solve(request, offers, health, names)
     return (time.process_time() - t0) / rounds * 1e6
@@ -208,7 +261,8 @@ def main() -> None:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=10)
-    results["planning_us_20_backends"] = planning_us()
+    results["routing"] = {str(k): routing_us(k) for k in (1, 20, 200, 2000)}
+    results["solver_us_20_backends"] = solver_us()
     results["intent_validation_us"] = intent_validation_us()
     results["import_intentmesh_ms"] = import_ms()
     report(results)
@@ -220,13 +274,13 @@ def report(results: dict[str, object]) -> None:
     http = results["http"]
     assert isinstance(http, dict)
     for label, cases in http.items():
-        floor = cases["floor_same_transport"]
-        print(f"\n{label}: p50 / p99 ms, added over a raw call on intentmesh's own transport")
+        floor = cases["floor_aiohttp"]
+        print(f"\n{label}: p50 / p99 ms, added over a raw aiohttp call (same run)")
         for name, stats in cases.items():
             added50 = stats["p50_ms"] - floor["p50_ms"]
             added99 = stats["p99_ms"] - floor["p99_ms"]
             print(
-                f"  {name:22s} {stats['p50_ms']:7.3f} / {stats['p99_ms']:7.3f}   "
+                f"  {name:32s} {stats['p50_ms']:7.3f} / {stats['p99_ms']:7.3f}   "
                 f"+{added50:6.3f} / +{added99:6.3f}   x{stats['p50_ms'] / floor['p50_ms']:.2f}"
             )
     lite = results.get("litellm")
@@ -238,7 +292,18 @@ def report(results: dict[str, object]) -> None:
                 f" (+{router['p50_ms'] - floor['p50_ms']:.3f} ms p50, "
                 f"+{router['p99_ms'] - floor['p99_ms']:.3f} ms p99)"
             )
-    print(f"\nplanning, 20 backends: {results['planning_us_20_backends']:.1f} us")
+    seq = http.get("sequential", {})
+    one = seq.get("intentmesh_none", {}).get("p50_ms")
+    for k in (200, 2000):
+        wide = seq.get(f"intentmesh_none_{k}_backends", {}).get("p50_ms")
+        if one is not None and wide is not None:
+            print(f"ainfer added by {k} backends (vs 1), p50: {wide - one:+.3f} ms")
+    routing = results["routing"]
+    assert isinstance(routing, dict)
+    print("\nbackends   routing decision (us CPU)   full plan() dry run (us CPU)")
+    for k, r in routing.items():
+        print(f"  {k:>6s}   {r['decision_us']:10.1f}               {r['plan_us']:10.1f}")
+    print(f"solver alone, 20 backends: {results['solver_us_20_backends']:.1f} us")
     print(f"intent validation: {results['intent_validation_us']:.1f} us")
     print(f"import intentmesh: {results['import_intentmesh_ms']:.1f} ms")
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from intentmesh.router._health import HealthBook, LatencyEstimate
 from intentmesh.router._plan import Candidate, Offer, Plan, Rejection, RouteRequest
 
-__all__ = ["EXPECTED_OUTPUT_FRACTION", "solve", "usd"]
+__all__ = ["EXPECTED_OUTPUT_FRACTION", "Quote", "check_offer", "solve", "usd"]
 
 # Expected cost assumes this share of max_tokens is generated; the cap uses all of it.
 EXPECTED_OUTPUT_FRACTION = 0.5
@@ -24,7 +24,9 @@ def usd(amount: float) -> str:
     return "$" + text
 
 
-class _Quote(NamedTuple):
+class Quote(NamedTuple):
+    """A feasible offer priced for one request: worst-case and expected cost, latency."""
+
     offer: Offer
     worst: float
     expected: float
@@ -43,7 +45,7 @@ def solve(
     none of the requested models are reported too. Equal inputs give equal plans.
     """
     rank_of = {model: i for i, model in enumerate(request.models)}
-    quotes: list[_Quote] = []
+    quotes: list[Quote] = []
     rejections: list[Rejection] = []
     serving: set[str] = set()
     for offer in offers:
@@ -51,7 +53,7 @@ def solve(
         if rank is None:
             continue
         serving.add(offer.backend)
-        rejection = _check_offer(request, offer, health)
+        rejection = check_offer(request, offer, health)
         if isinstance(rejection, Rejection):
             rejections.append(rejection)
         else:
@@ -64,7 +66,7 @@ def solve(
     return Plan(request.models, tuple(candidates), tuple(rejections), request)
 
 
-def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rejection | _Quote:
+def check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rejection | Quote:
     """Apply every hard constraint in order; the first one broken is the reason."""
     name, model = offer.backend, offer.model
     if request.networks is not None and not (
@@ -120,7 +122,7 @@ def _check_offer(request: RouteRequest, offer: Offer, health: HealthBook) -> Rej
         )
     expected_out = int(request.max_tokens * EXPECTED_OUTPUT_FRACTION)
     expected = offer.cost(request.prompt_tokens_expected, expected_out)
-    return _Quote(offer, worst, expected, latency)
+    return Quote(offer, worst, expected, latency)
 
 
 def _unserved(
@@ -134,8 +136,9 @@ def _unserved(
     ]
 
 
-def _rank(request: RouteRequest, quotes: list[_Quote], health: HealthBook) -> list[Candidate]:
-    """Score by the intent's goal, break ties by latency then name; penalties push down."""
+def _rank(request: RouteRequest, quotes: list[Quote], health: HealthBook) -> list[Candidate]:
+    """Score by the intent's goal, break ties by latency, name, then provider model id;
+    penalties push down."""
     if not quotes:
         return []
     score_of = _scorer(request.optimize, quotes)
@@ -146,18 +149,19 @@ def _rank(request: RouteRequest, quotes: list[_Quote], health: HealthBook) -> li
         penalty = health.penalty(q.offer.backend)
         if penalty:
             score *= 1.0 + 0.25 * penalty
-        keyed.append((rank_of[q.offer.model], score, q.latency.expected_ms, q.offer.backend, q))
+        o, latency = q.offer, q.latency.expected_ms
+        keyed.append((rank_of[o.model], score, latency, o.backend, o.provider_model, q))
     keyed.sort(key=_ORDER)
     return [
         Candidate(q.offer, q.worst, q.expected, q.latency.expected_ms, q.latency.p95_ms, score)
-        for _, score, _, _, q in keyed
+        for _, score, _, _, _, q in keyed
     ]
 
 
-_ORDER = itemgetter(0, 1, 2, 3)
+_ORDER = itemgetter(0, 1, 2, 3, 4)
 
 
-def _scorer(optimize: str, quotes: list[_Quote]) -> Callable[[_Quote], float]:
+def _scorer(optimize: str, quotes: list[Quote]) -> Callable[[Quote], float]:
     """The score (lower is better) for the intent's goal; balanced normalises both axes."""
     if optimize == "latency":
         return lambda q: q.latency.expected_ms

@@ -17,7 +17,7 @@ from intentmesh.errors import (
     ProofFailed,
     VerificationFailed,
 )
-from intentmesh.router._consensus import ConsensusPlan, ConsensusPolicy
+from intentmesh.router import ConsensusPlan, ConsensusPolicy
 from intentmesh.verify._aci import export_aci_receipt, gateway_keyset, verify_aci_receipt
 from intentmesh.verify._attestation import (
     AttestationPolicy,

@@ -33,7 +33,7 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from intentmesh.errors import AttestationFailed, ConfigurationError
+from intentmesh.errors import AttestationFailed, ConfigurationError, validation_message
 from intentmesh.verify._dcap import DcapPolicy, DcapQuoteVerifier
 from intentmesh.verify._nras import NrasPolicy, NrasVerifier
 from intentmesh.verify._tdx import TdxQuote, parse_tdx_quote
@@ -183,7 +183,7 @@ class TdxAttestationVerifier:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise ConfigurationError(
-                f"backend {backend!r}: attestation.{where}: {err['msg']}"
+                f"backend {backend!r}: attestation.{where}: {validation_message(err)}"
             ) from None
         url = _evidence_url(backend, base_url, policy)
         if quote_verifier is None and policy.dcap is not None:

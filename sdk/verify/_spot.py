@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from intentmesh.router._plan import Candidate, Plan, Rejection
+from intentmesh.router import Candidate, Plan, Rejection
 
 __all__ = ["SpotPlan", "SpotPolicy", "spot_plan", "spot_record"]
 

@@ -171,7 +171,8 @@ def forged_row(
         fields["cost_usd"] = 0.0
         made = scratch.append(fields, forger)
     body = dict(made.body, prev_hash=prev_hash)
-    from intentmesh.receipts import _b64, _hash_of, canonical_json
+    from intentmesh.receipts import canonical_json
+    from intentmesh.receipts._receipt import _b64, _hash_of
 
     text = canonical_json(body)
     sig = _b64(forger.sign(text))

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from intentmesh._merkle import inclusion_path, merkle_root, verify_path
 from intentmesh.errors import ReceiptError
 from intentmesh.receipts import (
     InclusionProof,
@@ -21,6 +20,7 @@ from intentmesh.receipts import (
     inclusion_problem,
     verify_inclusion,
 )
+from intentmesh.receipts._merkle import inclusion_path, merkle_root, verify_path
 
 
 def fill(ledger: Ledger, key: SigningKey, n: int) -> None:
@@ -238,7 +238,7 @@ def test_processes_appending_and_sealing_keep_one_chain_of_roots(tmp_path: Path)
 
 
 def test_batches_never_span_two_days(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import intentmesh.receipts as receipts
+    import intentmesh.receipts._ledger as receipts
 
     days = iter([0, 0, 0, 86_400, 86_400] * 2)
     real = receipts.time.time_ns

@@ -1,6 +1,7 @@
 """The SQLite storage under :class:`intentmesh.receipts.Ledger`: rows in, rows out.
 
-This module knows nothing about signatures or JSON; ``receipts`` builds and checks the rows.
+This module knows nothing about signatures or JSON; the rest of ``receipts`` builds and checks
+the rows. Rows are named tuples: sqlite receives them as plain tuples, readers use field names.
 Writers in many threads and processes are serialised by one ``BEGIN IMMEDIATE`` transaction per
 append, in which the caller's ``build`` function sees the last row, so the chain cannot fork.
 The database runs in WAL mode with ``synchronous=NORMAL``: a commit survives a process crash,
@@ -14,16 +15,36 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
+from intentmesh._sqlite import use_wal
 from intentmesh.errors import ReceiptError
 
 __all__ = ["CheckpointRow", "Row", "RowStore"]
 
-Row = tuple[int, str, str, str, str, str]
-"""``(seq, id, hash, prev_hash, body, signature)``; ``body`` is canonical JSON text."""
 
-CheckpointRow = tuple[int, int, int, str, str, str]
-"""``(batch, first_seq, last_seq, hash, body, signature)``: a signed Merkle root of a batch."""
+
+class Row(NamedTuple):
+    """One stored receipt; ``body`` is its canonical JSON text."""
+
+    seq: int
+    id: str
+    hash: str
+    prev_hash: str
+    body: str
+    signature: str
+
+
+class CheckpointRow(NamedTuple):
+    """One stored checkpoint: a signed Merkle root over receipts ``first_seq..last_seq``."""
+
+    batch: int
+    first_seq: int
+    last_seq: int
+    hash: str
+    body: str
+    signature: str
+
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
@@ -88,8 +109,11 @@ class RowStore:
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            use_wal(conn, self.path, BUSY_TIMEOUT_S)
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -128,7 +152,7 @@ class RowStore:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                head = conn.execute(_HEAD).fetchone()
+                head = conn.execute(_HEAD).fetchone()  # (seq, hash) or None
                 row = build(head[0], head[1]) if head else build(0, None)
                 conn.execute(_INSERT, row)
                 conn.execute("COMMIT")
@@ -147,10 +171,10 @@ class RowStore:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                last: CheckpointRow | None = conn.execute(_CP_LAST).fetchone()
-                after = last[2] if last else 0
+                last = _checkpoint_row(conn.execute(_CP_LAST).fetchone())
+                after = last.last_seq if last else 0
                 limit = upto if upto is not None else 2**62
-                pending: list[Row] = conn.execute(_PENDING, (after, limit)).fetchall()
+                pending = [Row._make(r) for r in conn.execute(_PENDING, (after, limit))]
                 made = build(last, pending) if pending else []
                 conn.executemany(_CP_INSERT, made)
                 conn.execute("COMMIT")
@@ -161,18 +185,18 @@ class RowStore:
 
     def checkpoint_for(self, seq: int) -> CheckpointRow | None:
         with self._lock:
-            row: CheckpointRow | None = self._connection().execute(_CP_FOR, (seq, seq)).fetchone()
-        return row
+            found = self._connection().execute(_CP_FOR, (seq, seq)).fetchone()
+        return _checkpoint_row(found)
 
     def checkpoints(self) -> list[CheckpointRow]:
         with self._lock:
-            rows: list[CheckpointRow] = self._connection().execute(_CP_ALL).fetchall()
-        return rows
+            found = self._connection().execute(_CP_ALL).fetchall()
+        return [CheckpointRow._make(r) for r in found]
 
     def last_checkpoint(self) -> CheckpointRow | None:
         with self._lock:
-            row: CheckpointRow | None = self._connection().execute(_CP_LAST).fetchone()
-        return row
+            found = self._connection().execute(_CP_LAST).fetchone()
+        return _checkpoint_row(found)
 
     def hashes(self, first_seq: int, last_seq: int) -> list[str]:
         with self._lock:
@@ -202,13 +226,13 @@ class RowStore:
 
     def get(self, receipt_id: str) -> Row | None:
         with self._lock:
-            row: Row | None = self._connection().execute(_GET, (receipt_id,)).fetchone()
-        return row
+            found = self._connection().execute(_GET, (receipt_id,)).fetchone()
+        return _row(found)
 
     def last(self) -> Row | None:
         with self._lock:
-            row: Row | None = self._connection().execute(_LAST).fetchone()
-        return row
+            found = self._connection().execute(_LAST).fetchone()
+        return _row(found)
 
     def count(self) -> int:
         with self._lock:
@@ -220,11 +244,11 @@ class RowStore:
         after = -1
         while True:
             with self._lock:
-                batch: list[Row] = self._connection().execute(_PAGE, (after, page)).fetchall()
-            yield from batch
+                batch = self._connection().execute(_PAGE, (after, page)).fetchall()
+            yield from map(Row._make, batch)
             if len(batch) < page:
                 return
-            after = batch[-1][0]
+            after = batch[-1][0]  # the seq column of a raw sqlite row
 
     def close(self) -> None:
         with self._lock:
@@ -232,3 +256,11 @@ class RowStore:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+def _row(found: tuple[Any, ...] | None) -> Row | None:
+    return Row._make(found) if found is not None else None
+
+
+def _checkpoint_row(found: tuple[Any, ...] | None) -> CheckpointRow | None:
+    return CheckpointRow._make(found) if found is not None else None

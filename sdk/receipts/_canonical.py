@@ -1,0 +1,129 @@
+"""Canonical JSON (RFC 8785 / JCS) and the ``sha256:`` digests of receipts.
+
+    >>> canonical_json({"b": 1, "a": [1.0, "é"]}).decode()
+    '{"a":[1,"é"],"b":1}'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from intentmesh.errors import ReceiptError
+
+__all__ = ["canonical_json", "digest"]
+
+_SAFE_INT = 2**53
+_encode_str = json.encoder.encode_basestring  # the C version: minimal escapes, UTF-8 kept
+
+
+def canonical_json(obj: object) -> bytes:
+    """RFC 8785 (JCS) bytes of ``obj``: sorted keys, no whitespace, JS number format, UTF-8.
+
+    Raises :class:`ReceiptError` for NaN/Infinity, non-string keys, lone surrogates and types
+    JSON cannot hold. Integers beyond ±2**53 become the nearest double, as JCS prescribes.
+    """
+    try:
+        return _encode(obj).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
+
+
+def digest(obj: object) -> str:
+    """``"sha256:<hex>"`` of :func:`canonical_json` of ``obj``; bytes and str are hashed as is."""
+    if isinstance(obj, bytes | bytearray | memoryview):
+        data = bytes(obj)
+    elif isinstance(obj, str):
+        data = obj.encode("utf-8")
+    else:
+        data = canonical_json(obj)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _encode(o: object) -> str:
+    t = type(o)
+    if t is str:
+        return _encode_str(o)  # type: ignore[arg-type]
+    if t is dict:
+        return _encode_dict(o)  # type: ignore[arg-type]
+    if t is int:
+        return repr(o) if -_SAFE_INT <= o <= _SAFE_INT else _encode_number(float(o))  # type: ignore[operator,arg-type]
+    if t is float:
+        return _encode_float(o)  # type: ignore[arg-type]
+    if t is list or t is tuple:
+        return "[" + ",".join([_encode(v) for v in o]) + "]"  # type: ignore[attr-defined]
+    if o is None:
+        return "null"
+    if o is True:
+        return "true"
+    if o is False:
+        return "false"
+    return _encode_subclass(o)
+
+
+def _encode_subclass(o: object) -> str:
+    if isinstance(o, str):
+        return _encode_str(str(o))
+    if isinstance(o, int):  # IntEnum, numpy-free ints; bool was handled above
+        return _encode(int(o))
+    if isinstance(o, float):
+        return _encode_float(float(o))
+    if isinstance(o, Mapping):
+        return _encode_dict(dict(o))
+    if isinstance(o, list | tuple):
+        return _encode(list(o))
+    raise ReceiptError(f"canonical JSON: cannot encode {type(o).__name__}")
+
+
+def _encode_dict(d: dict[Any, Any]) -> str:
+    try:
+        keys = sorted(d)
+        ascii_only = "".join(keys).isascii()
+    except TypeError:
+        raise ReceiptError("canonical JSON: object keys must be strings") from None
+    if not ascii_only:
+        keys.sort(key=_utf16)
+    return "{" + ",".join([_encode_str(k) + ":" + _encode(d[k]) for k in keys]) + "}"
+
+
+def _utf16(key: str) -> bytes:
+    """Sort key for JCS: UTF-16 code units, which big-endian bytes compare like."""
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _encode_float(x: float) -> str:
+    if x.is_integer():
+        if -_SAFE_INT <= x <= _SAFE_INT:
+            return repr(int(x))  # also turns -0.0 into 0
+        return _encode_number(x)
+    if 1e-4 <= abs(x) < 1e16:
+        return repr(x)  # Python's shortest repr is ECMAScript's in this range
+    return _encode_number(x)
+
+
+def _encode_number(x: float) -> str:
+    """ECMAScript Number::toString of a finite double (the JCS number format)."""
+    if not math.isfinite(x):
+        raise ReceiptError(f"canonical JSON: {x!r} is not allowed (NaN and Infinity)")
+    if x == 0:
+        return "0"
+    mantissa, _, exp = repr(abs(x)).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    point = len(whole) + (int(exp) if exp else 0) - (len(whole + frac) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= point <= 21:
+        text = digits + "0" * (point - k)
+    elif 0 < point <= 21:
+        text = digits[:point] + "." + digits[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        e = point - 1
+        sign = "+" if e >= 0 else "-"
+        text = (digits[0] + "." + digits[1:] if k > 1 else digits) + "e" + sign + str(abs(e))
+    return "-" + text if x < 0 else text
