@@ -192,8 +192,8 @@ def _tools_message(by_name: dict[str, Any], forced: bool) -> dict[str, Any]:
     lines.append(
         'To call a tool, answer {"tool_call": {"name": "<tool>", "arguments": {...}}}.'
         if forced
-        else 'To call a tool, answer {"tool_call": {"name": "<tool>", "arguments": {...}}}; '
-        'to answer directly, answer {"response": "<your answer>"}.'
+        else 'When a tool can give the answer, call it: answer {"tool_call": {"name": "<tool>", '
+        '"arguments": {...}}}. Only when no tool fits, answer {"response": "<your answer>"}.'
     )
     return {"role": "system", "content": "\n".join(lines)}
 
