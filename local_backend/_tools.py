@@ -70,7 +70,9 @@ def plan_tools(body: dict[str, Any]) -> ToolPlan:
         choice = "auto" if tools else "none"
     if not tools or choice == "none":
         if choice not in ("none", "auto"):
-            raise ApiError(400, "tool_choice names a tool but no tools were given", param="tools")
+            raise ApiError(
+                400, f"tool_choice {choice!r} needs tools; none were given", param="tools"
+            )
         return _NO_TOOLS
     if body.get("response_format") not in (None, {"type": "text"}):
         raise ApiError(
@@ -118,7 +120,7 @@ def apply_tool_output(message: dict[str, Any], plan: ToolPlan) -> str | None:
 
 def _name(tool: Any, index: int) -> str:
     fn = tool.get("function") if isinstance(tool, dict) else None
-    if tool.get("type", "function") != "function" or not isinstance(fn, dict):
+    if not isinstance(fn, dict) or tool.get("type", "function") != "function":
         raise ApiError(400, f"tools[{index}]: only function tools are supported", param="tools")
     name = fn.get("name")
     if not isinstance(name, str) or not name:
