@@ -71,7 +71,7 @@ def plan_tools(body: dict[str, Any]) -> ToolPlan:
     if not tools or choice == "none":
         if choice not in ("none", "auto"):
             raise LocalApiError(
-                400, "tool_choice names a tool but no tools were given", param="tools"
+                400, f"tool_choice {choice!r} needs tools; none were given", param="tools"
             )
         return _NO_TOOLS
     if body.get("response_format") not in (None, {"type": "text"}):
@@ -120,7 +120,7 @@ def apply_tool_output(message: dict[str, Any], plan: ToolPlan) -> str | None:
 
 def _name(tool: Any, index: int) -> str:
     fn = tool.get("function") if isinstance(tool, dict) else None
-    if tool.get("type", "function") != "function" or not isinstance(fn, dict):
+    if not isinstance(fn, dict) or tool.get("type", "function") != "function":
         raise LocalApiError(
             400, f"tools[{index}]: only function tools are supported", param="tools"
         )
@@ -196,8 +196,8 @@ def _tools_message(by_name: dict[str, Any], forced: bool) -> dict[str, Any]:
     lines.append(
         'To call a tool, answer {"tool_call": {"name": "<tool>", "arguments": {...}}}.'
         if forced
-        else 'To call a tool, answer {"tool_call": {"name": "<tool>", "arguments": {...}}}; '
-        'to answer directly, answer {"response": "<your answer>"}.'
+        else 'When a tool can give the answer, call it: answer {"tool_call": {"name": "<tool>", '
+        '"arguments": {...}}}. Only when no tool fits, answer {"response": "<your answer>"}.'
     )
     return {"role": "system", "content": "\n".join(lines)}
 
