@@ -18,17 +18,9 @@ FOLDERS = {"sdk": "intentmesh", "router": "intentmesh.router", "adapters": "inte
            "local_backend": "intentmesh.local_backend"}
 
 
-# Known crossings left to other items of the structure issue (#11: the network registry and
-# the adapters' shared helpers). Each is exact, so any new crossing still fails.
-KNOWN = frozenset(
-    {
-        "adapters/akash.py imports intentmesh._catalog",
-        "sdk/testing/networks/bittensor.py imports intentmesh.adapters._epistula",
-        # Landed with the fleet package (#13/#14): export these from intentmesh.fleet, then drop.
-        "sdk/server/_budget.py imports intentmesh.fleet._sqlite",
-        "sdk/server/_service.py imports intentmesh.fleet._spend",
-    }
-)
+# Known crossings still to be removed ("path imports module"); each is exact, so any new
+# crossing fails. None are left.
+KNOWN: frozenset[str] = frozenset()
 
 
 def module_name(path: Path) -> str:
@@ -39,17 +31,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def is_package(module: str) -> bool:
-    """Whether ``module`` is a package (a folder) in the source tree."""
-    for folder, package in sorted(FOLDERS.items(), key=lambda kv: -len(kv[1])):
-        if module == package or module.startswith(package + "."):
-            rest = module[len(package) :].strip(".").split(".") if module != package else []
-            return (ROOT / folder).joinpath(*rest).is_dir()
-    return False
-
-
 def folder_of(module: str) -> str:
-    for pkg in (p for p in FOLDERS.values() if p != "intentmesh"):
+    for pkg in ("intentmesh.router", "intentmesh.adapters", "intentmesh.local_backend"):
         if module == pkg or module.startswith(pkg + "."):
             return pkg
     return "intentmesh"
@@ -70,8 +53,7 @@ def violations_in(path: Path) -> list[str]:
                 anchor = base.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 mod = ".".join([*anchor, mod] if mod else anchor)
-            # ``from pkg import _mod`` names a private module only when pkg is a package.
-            private = [a.name for a in node.names if _private(a.name) and is_package(mod)]
+            private = [a.name for a in node.names if _private(a.name)]
             targets = [mod] + [f"{mod}.{name}" for name in private]
         for target in targets:
             if target.startswith("intentmesh") and crosses(importer, target):
