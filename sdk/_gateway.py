@@ -32,6 +32,7 @@ from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
+    from intentmesh.receipts._writer import ReceiptWriter
 
 __all__ = ["Gateway", "ResultStream"]
 
@@ -84,6 +85,7 @@ class Gateway:
         self._ledger_arg = ledger
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
         self._key = signing_key
+        self._writer: ReceiptWriter | None = None
         self._portal = LoopThread()
         # Closes the private loop (and its connections) at exit if close() was never called.
         self._finalizer = weakref.finalize(self, self._portal.close)
@@ -135,10 +137,10 @@ class Gateway:
         if key is not None:
             hit = self._cache.get(key)
             if hit is not None:
-                return self._from_cache(intent, hit, started)
+                return await self._from_cache(intent, hit, started)
         call = self._call(intent)
         outcome = await self.verification.complete(self._executor, intent, call)
-        result = self._finish(intent, call, outcome, started)
+        result = await self._finish(intent, call, outcome, started)
         if key is not None:
             self._cache.put(key, result)
         return result
@@ -261,6 +263,9 @@ class Gateway:
         if self._portal.started:
             self._portal.run(self.aclose())
         self._portal.close()
+        if self._writer is not None:
+            self._writer.close()  # commits what is queued
+            self._writer = None
         if self._ledger_obj is not None and not _is_ledger(self._ledger_arg):
             self._ledger_obj.close()
 
@@ -369,7 +374,7 @@ class Gateway:
         did_you_mean = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown model {unknown[0]!r}{did_you_mean}"
 
-    def _finish(
+    async def _finish(
         self, intent: Intent, call: Call, outcome: Outcome, started: float
     ) -> InferenceResult:
         cand, completion = outcome.candidate, outcome.completion
@@ -391,26 +396,49 @@ class Gateway:
             flags=tuple(outcome.flags),
             tool_calls=completion.tool_calls,
         )
-        return self._with_receipt(intent, result, call)
+        return await self._with_receipt(intent, result, call)
 
-    def _with_receipt(
+    async def _with_receipt(
         self, intent: Intent, result: InferenceResult, call: Call | None
     ) -> InferenceResult:
         if intent.verifiability == "none" or not self.config.receipts.enabled:
             return result
-        receipt = self._issue_receipt(intent, result, call)
+        receipt = await self._issue_receipt(intent, result, call)
         return replace(result, receipt=receipt)
 
-    def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
+    async def _issue_receipt(
+        self, intent: Intent, result: InferenceResult, call: Call | None
+    ) -> Receipt:
+        """Signed and stored on the receipt writer's thread; committed before it returns
+        unless ``[receipts] commit = "async"`` (docs/receipts.md)."""
         from intentmesh.receipts._body import receipt_fields
 
         backend = self.backends.get(result.backend)
         host = str(getattr(backend, "endpoint_host", "") or "")
         fields = receipt_fields(intent, result, host)
         fields.update(self.verification.receipt_fields(result))
-        return self.ledger.append(fields, self.signing_key)
+        writer = self._receipt_writer()
+        if writer is None:  # a ledger-like object of the caller's: its own append, inline
+            return self.ledger.append(fields, self.signing_key)
+        return await writer.asubmit(fields)
 
-    def _from_cache(self, intent: Intent, hit: InferenceResult, started: float) -> InferenceResult:
+    def _receipt_writer(self) -> ReceiptWriter | None:
+        if self._writer is None:
+            from intentmesh.receipts import Ledger
+            from intentmesh.receipts._writer import ReceiptWriter
+
+            ledger = self.ledger
+            if not isinstance(ledger, Ledger):
+                return None
+            cfg = self.config.receipts
+            self._writer = ReceiptWriter(
+                ledger, self.signing_key, mode=cfg.commit, async_window_ms=cfg.async_window_ms
+            )
+        return self._writer
+
+    async def _from_cache(
+        self, intent: Intent, hit: InferenceResult, started: float
+    ) -> InferenceResult:
         result = replace(
             hit,
             cached=True,
@@ -420,7 +448,7 @@ class Gateway:
             latency_ms=(time.perf_counter() - started) * 1000,
             flags=(*hit.flags, "cache_hit"),
         )
-        return self._with_receipt(intent, result, None)
+        return await self._with_receipt(intent, result, None)
 
 
 class ResultStream:
@@ -460,7 +488,7 @@ class ResultStream:
         async for chunk in run:
             yield chunk
         assert run.outcome is not None
-        self.result = gw._finish(intent, call, run.outcome, started)
+        self.result = await gw._finish(intent, call, run.outcome, started)
 
 
 def _coerce_config(config: GatewayConfig | str | os.PathLike[str] | None) -> GatewayConfig:

@@ -65,7 +65,7 @@ class LiveStream:
                 yield chunk
         outcome = self._run.outcome
         assert outcome is not None
-        self.result = self._gw._finish(self._intent, self._call, outcome, self._started)
+        self.result = await self._gw._finish(self._intent, self._call, outcome, self._started)
 
     async def aclose(self) -> None:
         """Close the stream (and with it the upstream request) if it did not run to the end."""
