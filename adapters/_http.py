@@ -7,10 +7,11 @@ import email.utils
 import functools
 import json
 import os
+import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -29,16 +30,88 @@ from intentmesh.errors import (
 )
 
 __all__ = [
+    "REDACTED",
     "Connection",
+    "MAX_BODY_BYTES_PER_TOKEN",
+    "MIN_BODY_BYTES",
+    "Secrets",
+    "add_secrets",
     "error_for_status",
     "error_message",
+    "hard_timeout",
     "iter_sse_data",
     "map_transport_errors",
     "parse_retry_after",
+    "read_limited",
+    "redact",
     "StreamTruncated",
 ]
 
+# A non-streamed body is read up to max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
+# bytes (JSON escapes and metadata included); more than that is cut, not read.
+MAX_BODY_BYTES_PER_TOKEN = 256
+MIN_BODY_BYTES = 256 * 1024
 _LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30)
+REDACTED = "[REDACTED]"
+_MIN_SECRET = 8  # shorter values would blank out ordinary words (real keys are longer)
+# Header names whose values are credentials (matched as substrings of the lower-cased name).
+_CREDENTIAL_HEADERS = ("auth", "key", "token", "secret", "cookie", "signature")
+
+
+class Secrets:
+    """The secret values configured in this process (upstream API keys, gateway keys, signer
+    seeds), to be cut out of everything derived from an upstream's answer.
+
+    An upstream may echo a key back (a 401 body quoting the ``Authorization`` header); its
+    text reaches error messages, attempts, logs, health snapshots and ``/health``, so it is
+    redacted once, where upstream errors are translated (:func:`error_for_status`,
+    :func:`error_message`, :func:`map_transport_errors`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._forms: tuple[str, ...] = ()
+
+    def add(self, values: Iterable[str | None]) -> None:
+        """Remember ``values`` (and their JSON-escaped forms); empty and tiny ones are ignored."""
+        forms = set(self._forms)
+        for value in values:
+            for line in _secret_parts(value or ""):
+                forms.update({line, json.dumps(line)[1:-1]})
+        with self._lock:
+            self._forms = tuple(sorted(forms, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret replaced by ``[REDACTED]``."""
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return text
+
+
+def _secret_parts(value: str) -> set[str]:
+    """The value, and for ``Bearer <token>`` or a PEM block the token or each long line."""
+    value = value.strip()
+    if len(value) < _MIN_SECRET:
+        return set()
+    scheme, _, token = value.partition(" ")
+    if token and scheme.isalpha() and "\n" not in value:
+        return _secret_parts(token)  # "Bearer <token>": the token is the secret
+    return {value} | {line.strip() for line in value.splitlines() if len(line.strip()) >= 16}
+
+
+SECRETS = Secrets()
+"""Process-wide, as the environment the secrets come from is."""
+
+
+def add_secrets(*values: str | None) -> None:
+    """Redact these values from everything derived from upstream answers (see :class:`Secrets`)."""
+    SECRETS.add(values)
+
+
+def redact(text: str) -> str:
+    """``text`` without any configured secret value."""
+    return SECRETS.redact(text)
 
 
 class Connection:
@@ -58,6 +131,7 @@ class Connection:
         self.base_url = base_url.rstrip("/")
         self.host = httpx.URL(self.base_url).host
         self.headers = dict(headers)
+        add_secrets(*(v for k, v in self.headers.items() if _is_credential(k)))
         self.timeout_s = timeout_s
         self._transport = transport
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
@@ -93,6 +167,11 @@ class Connection:
         client = self._clients.pop(loop, None)
         if client is not None:
             await client.aclose()
+
+
+def _is_credential(header: str) -> bool:
+    name = header.lower()
+    return any(word in name for word in _CREDENTIAL_HEADERS)
 
 
 def _close_with_loop(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> object:
@@ -156,22 +235,66 @@ def map_transport_errors(backend: str) -> Iterator[None]:
     """Translate transport exceptions into our error tree, the most specific class first."""
     try:
         yield
+    except BackendError as exc:
+        _redact_error(exc)
+        raise
     except (httpx.DecodingError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedResponse(f"undecodable response: {exc}", backend=backend) from exc
+        detail = redact(str(exc))
+        raise MalformedResponse(f"undecodable response: {detail}", backend=backend) from exc
     except Exception as exc:
         classes = _aiohttp_errors()
         if not isinstance(exc, httpx.TransportError) and not (
             classes is not None and isinstance(exc, classes[1])
         ):
             raise
-        detail = str(exc) or type(exc).__name__
+        detail = redact(str(exc) or type(exc).__name__)
         if _timed_out(exc):
             raise BackendTimeout(f"timed out ({detail})", backend=backend) from exc
         raise BackendConnectionError(f"connection failed: {detail}", backend=backend) from exc
 
 
+def _redact_error(exc: BackendError) -> None:
+    """Cut any secret out of an error's message, body and headers (in place)."""
+    exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+    exc.body = redact(exc.body)
+    exc.headers = {k: redact(v) for k, v in exc.headers.items()}
+@asynccontextmanager
+async def hard_timeout(seconds: float | None, backend: str) -> AsyncIterator[None]:
+    """A ceiling on a whole exchange (connect, headers, full body): httpx's own timeouts are
+    per read, so an upstream trickling one byte at a time would never trip them."""
+    if seconds is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise BackendTimeout(
+            f"no complete answer within timeout_s={seconds:.3g}", backend=backend
+        ) from None
+
+
+async def read_limited(response: httpx.Response, limit: int, backend: str) -> bytes:
+    """The body, or a :class:`MalformedResponse` once it grows past ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise MalformedResponse(
+                f"response body passed {limit} bytes, more than max_tokens allows; cut",
+                backend=backend,
+            )
+        parts.append(part)
+    return b"".join(parts)
+
+
 def error_message(body: Any) -> str:
-    """The human message inside the many error body shapes providers use."""
+    """The human message inside the many error body shapes providers use (secrets redacted)."""
+    return redact(_error_message(body))
+
+
+def _error_message(body: Any) -> str:
     if isinstance(body, dict):
         for key in ("error", "detail", "message"):
             value = body.get(key)
@@ -211,7 +334,12 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 def error_for_status(
     status: int, body_text: str, headers: Mapping[str, str], backend: str
 ) -> BackendError:
-    """The error class a status code means; the body's message is kept for people."""
+    """The error class a status code means; the body's message is kept for people.
+
+    Every configured secret is redacted from the body, its message and the headers.
+    """
+    body_text = redact(body_text)
+    headers = httpx.Headers({k: redact(v) for k, v in headers.items()})
     try:
         body: Any = json.loads(body_text) if body_text else ""
     except ValueError:

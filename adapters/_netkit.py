@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from intentmesh.adapters.openai import OpenAIOptions
 from intentmesh.config import BackendConfig
 
-__all__ = ["per_million", "split_options"]
+__all__ = ["per_million", "price_value", "split_options"]
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
@@ -32,10 +32,10 @@ def split_options(config: BackendConfig, options: type[OptionsT]) -> tuple[Optio
     return parsed, base
 
 
-def per_million(value: Any) -> float | None:
-    """USD per 1M tokens from a price that may be a number or a string, per token or per 1M.
+def price_value(value: Any) -> float | None:
+    """A price as given (number or string), for networks that document its unit.
 
-    ``None``, empty or unparsable values give ``None`` (unknown), never ``0.0``.
+    ``None``, empty, negative or unparsable values give ``None`` (unknown), never ``0.0``.
     """
     if value is None or isinstance(value, bool):
         return None
@@ -45,6 +45,16 @@ def per_million(value: Any) -> float | None:
         return None
     if not math.isfinite(price) or price < 0:
         return None
-    if 0 < price < _PER_TOKEN_BELOW:
+    return price
+
+
+def per_million(value: Any) -> float | None:
+    """USD per 1M tokens from a price whose unit is undocumented: per token or per 1M.
+
+    Only for networks that do not say (AkashML, io.net); use :func:`price_value` where the
+    unit is known (Chutes: USD per 1M tokens).
+    """
+    price = price_value(value)
+    if price is not None and 0 < price < _PER_TOKEN_BELOW:
         return price * 1e6
     return price

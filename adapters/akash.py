@@ -57,7 +57,6 @@ class AkashChatBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://chatapi.akash.network/api/v1",
-        default_api_key_env="AKASH_API_KEY",
         require_key=True,
     )
     discovers_prices: ClassVar[bool] = True
@@ -88,7 +87,6 @@ class AkashMLBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://api.akashml.com/v1",
-        default_api_key_env="AKASHML_API_KEY",
         require_key=True,
     )
     discovers_prices: ClassVar[bool] = True
@@ -133,13 +131,15 @@ class AkashVLLMOptions(OpenAIOptions):
     tokens_per_s: float | None = Field(None, gt=0, description="sustained tokens/s, measured")
     price_stat: PriceStat = "weightedAverage"
     overhead: float = Field(1.0, ge=1.0, description="multiplier for idle time and deposit")
-    console_api_url: str = "https://console-api.akash.network"
+    console_api_url: str = Field(
+        "https://console-api.akash.network",
+        description="the Akash Console API whose GET /v1/gpu-prices gives GPU $/hour",
+    )
 
 
 class AkashVLLMBackend(OpenAIBackend):
     """vLLM's OpenAI server at your lease's ingress URI; ``VLLM_API_KEY`` is its key."""
 
-    default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(default_api_key_env="VLLM_API_KEY")
     discovers_prices: ClassVar[bool] = True
     options: AkashVLLMOptions = AkashVLLMOptions()
 

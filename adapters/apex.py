@@ -35,7 +35,6 @@ class ApexBackend(OpenAIBackend):
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         auth_header="api-key",
         auth_scheme="",
-        default_api_key_env="APEX_API_KEY",
         require_key=True,
     )
     options: ApexOptions = ApexOptions()

@@ -3,21 +3,49 @@
 A backend turns a :class:`ChatRequest` (already addressed to the backend's own model id) into a
 :class:`Completion`, or a stream of :class:`Chunk`. Errors leave a backend only as
 :class:`intentmesh.errors.BackendError` subclasses.
+
+Required (:class:`Backend`):
+
+* ``name`` — the config name of this backend;
+* ``acomplete(request)`` — one request, the whole answer;
+* ``astream(request)`` — one request, the answer as it arrives, usage on the last chunk;
+* ``aclose()`` — release connections.
+
+Optional capabilities, each a ``runtime_checkable`` protocol the gateway tests with
+``isinstance`` (implement the methods; no registration or base class needed):
+
+* :class:`HasEndpoint` ``endpoint_host`` — the host called, written into receipts;
+* :class:`ListsModels` ``alist_models()`` — the models served, with live prices when known;
+  health probes use it;
+* :class:`DiscoversPrices` — a :class:`ListsModels` whose ``discovers_prices`` is true: its list
+  feeds routing (live prices, and the models of a backend configured without any);
+* :class:`HealthCheck` ``ahealth()`` — a cheap liveness check, probed when there is no list;
+* :class:`ProvesCompletions` ``proof_for(completion)`` — the :class:`ProofBundle` of a
+  completion, checked by the ``proof`` verifiability level.
+
+Adapter classes named in the registry (``intentmesh.adapters.register``) also provide the
+class method ``from_config(config: BackendConfig)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "Backend",
     "ChatRequest",
     "Chunk",
     "Completion",
+    "DiscoversPrices",
+    "HasEndpoint",
+    "HealthCheck",
+    "ListsModels",
     "ModelListing",
     "PriceDiscovery",
+    "ProofBundle",
+    "ProvesCompletions",
     "Usage",
 ]
 
@@ -80,13 +108,17 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of a streamed answer. The last chunk of a stream carries ``usage`` when known."""
+    """A piece of a streamed answer. The last chunk of a stream carries ``usage`` when known.
+
+    ``malformed_events`` counts undecodable events the adapter skipped in its place.
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str = ""
     tool_calls: list[dict[str, Any]] | None = None
+    malformed_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +151,59 @@ class Backend(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ProofBundle:
+    """A proof with the public data it claims: the request's ``inputs``, the ``outputs``."""
+
+    system: str
+    proof: Mapping[str, Any]
+    inputs: Sequence[Sequence[float]]
+    outputs: Sequence[Sequence[float]]
+    model: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
 @runtime_checkable
-class PriceDiscovery(Protocol):
-    """Backends that can list their models (and prices) implement this too."""
+class HasEndpoint(Protocol):
+    """Optional: the host this backend calls (no scheme, path or credentials)."""
+
+    @property
+    def endpoint_host(self) -> str: ...
+
+
+@runtime_checkable
+class ListsModels(Protocol):
+    """Optional: the backend can list the models it serves (and their prices, when known)."""
 
     async def alist_models(self) -> list[ModelListing]:
         """The backend's live model list."""
+        ...
+
+
+PriceDiscovery = ListsModels
+"""The earlier name of :class:`ListsModels`."""
+
+
+@runtime_checkable
+class DiscoversPrices(ListsModels, Protocol):
+    """Optional: a model list worth asking for routing, when ``discovers_prices`` is true."""
+
+    discovers_prices: ClassVar[bool]
+
+
+@runtime_checkable
+class HealthCheck(Protocol):
+    """Optional: a cheap liveness check for backends without a model list."""
+
+    async def ahealth(self) -> bool:
+        """True when the backend can take requests."""
+        ...
+
+
+@runtime_checkable
+class ProvesCompletions(Protocol):
+    """Optional: the backend hands over the proof of one of its completions."""
+
+    def proof_for(self, completion: Completion) -> ProofBundle | None:
+        """The proof of ``completion`` (None when it has none)."""
         ...

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import httpx
 
 from intentmesh.adapters._http import error_for_status, error_message, map_transport_errors
-from intentmesh.adapters._netkit import per_million
+from intentmesh.adapters._netkit import price_value
 from intentmesh.adapters.base import ModelListing
 from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
 from intentmesh.errors import MalformedResponse
@@ -45,7 +45,6 @@ class ChutesBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://llm.chutes.ai/v1",
-        default_api_key_env="CHUTES_API_KEY",
         require_key=True,
     )
     discovers_prices: ClassVar[bool] = True
@@ -100,14 +99,15 @@ class ChutesBackend(OpenAIBackend):
 
 
 def _listing(item: dict[str, Any]) -> ModelListing:
+    # Both price shapes are documented as USD per 1M tokens, however small the number.
     pricing = _dict(item.get("pricing"))
     price = _dict(item.get("price"))
-    prompt = per_million(pricing.get("prompt"))
-    completion = per_million(pricing.get("completion"))
+    prompt = price_value(pricing.get("prompt"))
+    completion = price_value(pricing.get("completion"))
     if prompt is None:
-        prompt = per_million(_dict(price.get("input")).get("usd"))
+        prompt = price_value(_dict(price.get("input")).get("usd"))
     if completion is None:
-        completion = per_million(_dict(price.get("output")).get("usd"))
+        completion = price_value(_dict(price.get("output")).get("usd"))
     model_id = str(item["id"])
     confidential = item.get("confidential_compute") is True
     aliases = [model_id.removesuffix("-TEE")] if model_id.endswith("-TEE") else []

@@ -27,7 +27,6 @@ class IONetBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://api.intelligence.io.solutions/api/v1",
-        default_api_key_env="IOINTELLIGENCE_API_KEY",
         require_key=True,
     )
     discovers_prices: ClassVar[bool] = True

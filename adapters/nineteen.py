@@ -18,6 +18,5 @@ class NineteenBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://api.nineteen.ai/v1",
-        default_api_key_env="NINETEEN_API_KEY",
         require_key=True,
     )

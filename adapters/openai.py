@@ -16,18 +16,26 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from intentmesh.adapters._http import (
+    MAX_BODY_BYTES_PER_TOKEN,
+    MIN_BODY_BYTES,
     Connection,
     StreamTruncated,
     error_for_status,
     error_message,
+    hard_timeout,
     iter_sse_data,
     map_transport_errors,
+    read_limited,
 )
+from intentmesh.adapters._registry import key_env_of
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing, Usage
 from intentmesh.config import BackendConfig
-from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse
+from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse, MissingApiKey
 
 __all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile"]
+
+# Undecodable SSE events in a row that end a stream (one alone is skipped and counted).
+MAX_MALFORMED_IN_A_ROW = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +52,7 @@ class OpenAIProfile:
     send_stream_flag: bool = True
     include_usage: bool = True
     default_base_url: str | None = None
-    default_api_key_env: str | None = None
+    default_api_key_env: str | None = None  # None: the registry spec's key_env
     require_key: bool = False
 
 
@@ -63,6 +71,7 @@ class OpenAIBackend:
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile()
     Options: ClassVar[type[BaseModel]] = OpenAIOptions
+    discovers_prices: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -74,9 +83,12 @@ class OpenAIBackend:
         timeout_s: float = 60.0,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key_env: str | None = None,
     ) -> None:
         self.name = name
         self.profile = profile or type(self).default_profile
+        # A config that names the key's variable while it is unset fails before sending.
+        self.missing_key_env = api_key_env if api_key_env and not api_key else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             scheme = self.profile.auth_scheme
@@ -90,12 +102,18 @@ class OpenAIBackend:
         profile = cls._profile_with(options)
         base_url = config.base_url or profile.default_base_url
         if not base_url:
-            raise ConfigurationError(f"backend {config.name!r}: base_url is required")
-        key_env = config.api_key_env or profile.default_api_key_env
+            raise ConfigurationError(
+                f"backend {config.name!r}: base_url is required", key="base_url"
+            )
+        key_env = (
+            config.api_key_env or profile.default_api_key_env or key_env_of(config.type)
+        )
         api_key = os.environ.get(key_env) if key_env else None
         if profile.require_key and not api_key:
             raise ConfigurationError(
-                f"backend {config.name!r}: set the API key in the environment variable {key_env}"
+                f"backend {config.name!r}: {key_env} is not set; set the API key in the "
+                f"environment variable {key_env}",
+                key="api_key_env",
             )
         return cls(
             config.name,
@@ -104,6 +122,7 @@ class OpenAIBackend:
             profile=profile,
             timeout_s=config.timeout_s,
             headers=config.headers,
+            api_key_env=config.api_key_env,
         )
 
     @classmethod
@@ -195,23 +214,36 @@ class OpenAIBackend:
 
     # -- I/O --------------------------------------------------------------------------
 
+    def check_key(self) -> None:
+        """Raise :class:`MissingApiKey` when the configured key variable is unset."""
+        if self.missing_key_env:
+            raise MissingApiKey(self.missing_key_env, backend=self.name)
+
     async def acomplete(self, request: ChatRequest) -> Completion:
+        """One answer; ``request.timeout_s`` bounds the whole exchange, the body its size."""
+        self.check_key()
         body = self.build_body(request, stream=False)
         conn = self.connection
+        limit = request.max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
         with map_transport_errors(self.name):
-            response = await conn.client().post(
-                conn.base_url + self._path(request),
-                content=json.dumps(body).encode(),
-                timeout=conn.timeout(request.timeout_s),
-            )
+            async with (
+                hard_timeout(request.timeout_s or conn.timeout_s, self.name),
+                conn.client().stream(
+                    "POST",
+                    conn.base_url + self._path(request),
+                    content=json.dumps(body).encode(),
+                    timeout=conn.timeout(request.timeout_s),
+                ) as response,
+            ):
+                raw = await read_limited(response, limit, self.name)
             if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = json.loads(response.content)
+                text = raw.decode("utf-8", "replace")
+                raise error_for_status(response.status_code, text, response.headers, self.name)
+            data = json.loads(raw)
         return self.parse_completion(data, response.headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        self.check_key()
         body = self.build_body(request, stream=True)
         conn = self.connection
         with map_transport_errors(self.name):
@@ -225,14 +257,29 @@ class OpenAIBackend:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise error_for_status(response.status_code, text, response.headers, self.name)
                 finished = False
+                events = _EventCount()
                 try:
                     async for payload in iter_sse_data(response, self.name):
-                        chunk = self.parse_chunk(json.loads(payload))
+                        chunk = self._event(payload, events)
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
                 except StreamTruncated:
                     if not finished:  # servers that close after the last chunk without [DONE]
                         raise
+                events.check_end(self.name)
+
+    def _event(self, payload: str, events: _EventCount) -> Chunk:
+        """One SSE payload as a chunk; an undecodable one is skipped, counted, and reported
+        as an empty chunk with ``malformed_events=1``."""
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise ValueError("stream event is not an object")
+        except ValueError as exc:
+            events.bad(self.name, exc)
+            return Chunk(malformed_events=1)
+        events.good()
+        return self.parse_chunk(data)
 
     async def alist_models(self) -> list[ModelListing]:
         """``GET /models`` in the OpenAI list shape."""
@@ -251,6 +298,33 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self.connection.aclose()
+
+
+class _EventCount:
+    """Good and bad events of one stream: garbage alone, or too much in a row, fails it."""
+
+    def __init__(self) -> None:
+        self.valid = 0
+        self.malformed = 0
+        self.in_a_row = 0
+
+    def good(self) -> None:
+        self.valid += 1
+        self.in_a_row = 0
+
+    def bad(self, backend: str, exc: Exception) -> None:
+        self.malformed += 1
+        self.in_a_row += 1
+        if self.in_a_row >= MAX_MALFORMED_IN_A_ROW:
+            raise MalformedResponse(
+                f"{self.in_a_row} undecodable stream events in a row ({exc})", backend=backend
+            )
+
+    def check_end(self, backend: str) -> None:
+        if self.malformed and not self.valid:
+            raise MalformedResponse(
+                f"stream carried no valid event ({self.malformed} undecodable)", backend=backend
+            )
 
 
 def _usage(data: Any) -> Usage | None:

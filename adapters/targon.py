@@ -31,7 +31,6 @@ class TargonBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://api.targon.com/v1",
-        default_api_key_env="TARGON_API_KEY",
         require_key=True,
         send_stream_flag=True,
     )

@@ -93,6 +93,29 @@ class CircuitBreaker:
         if fatal or self._state == "half_open" or self._failures >= self.policy.failure_threshold:
             self._open(self.policy.fatal_cooldown_s if fatal else self.policy.cooldown_s)
 
+    def trip(self, reason: str) -> None:
+        """Open at once for the long cooldown (a backend caught lying about its bill)."""
+        self.last_error = reason
+        self.ever_failed = True
+        self._open(self.policy.fatal_cooldown_s)
+    def follow(self, verdict: str, hold_s: float, message: str | None = None) -> None:
+        """Adopt the fleet's verdict (``closed``, ``open`` for ``hold_s``, or ``trial``: ours).
+
+        An ``open`` verdict holds the circuit for ``hold_s``; if the fleet goes quiet, the
+        circuit turns half-open when that runs out (local state takes over).
+        """
+        if verdict == "closed":
+            if self._state != "closed":
+                self.record_success()
+        elif verdict == "open":
+            self.ever_failed = True
+            self.last_error = message or self.last_error
+            self._open(hold_s)
+        elif verdict == "trial" and self._state != "half_open":
+            self.ever_failed = True
+            self._state = "half_open"
+            self._trial_in_flight = False
+
     def _open(self, cooldown: float) -> None:
         self._state = "open"
         self._opened_at = self._clock()

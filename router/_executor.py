@@ -2,64 +2,103 @@
 
 Layers, each named for its job::
 
-    complete / stream            deadline around everything
-      └─ _race                   failover down the plan, hedging after a delay
-           └─ _with_retries      tenacity retries on one backend
-                └─ _attempt_*    one request: breaker, budget, record, classify
+    complete / stream            deadline around everything (stream: router/_streaming.py)
+      └─ run → _race             failover down the plan, hedging after a delay
+           └─ _with_retries      one hand loop of retries on one backend
+                └─ attempt       one request: breaker, budget, time limits, record, classify
 
-Decisions (may we retry, how long to wait, is the cap kept) are small pure helpers; the I/O
-is the backend call alone.
+The per-attempt step is public and typed (:class:`Try`, :data:`AttemptFn`), so verification
+levels wrap :meth:`Executor.attempt` instead of reaching into the executor. Decisions (may we
+retry, how long may this attempt take, is the cap kept) are small pure helpers; the I/O is the
+backend call alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
-
-from intentmesh.adapters.base import Backend, ChatRequest, Chunk, Completion, Usage
+from intentmesh.adapters.base import Backend, ChatRequest, Completion, Usage
 from intentmesh.errors import (
     AllBackendsFailed,
     BackendError,
+    BackendTimeout,
     DeadlineExceeded,
-    MidStreamError,
+    InvalidRequest,
     RateLimited,
 )
+from intentmesh.router._accounting import Audit, max_answer_chars, settle_usage
 from intentmesh.router._health import HealthBook
 from intentmesh.router._plan import Attempt, Candidate, Plan
-from intentmesh.router._tokens import estimate_text_tokens
 
-__all__ = ["Budget", "Call", "Executor", "Outcome", "RetryPolicy", "SkippedAttempt", "StreamRun"]
+__all__ = [
+    "AttemptFn",
+    "AttemptLimits",
+    "Budget",
+    "Call",
+    "Executor",
+    "Outcome",
+    "RetryPolicy",
+    "Try",
+]
 
 T = TypeVar("T")
 _EPS = 1e-12
 _CIRCUIT_OPEN = "circuit open"
 _NO_BUDGET = "price cap: not enough budget left for its worst case"
+OnMidstream = Literal["error", "continue"]
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Retries on one backend: ``retries`` more tries, exponential backoff, Retry-After honoured.
 
-    A Retry-After longer than ``max_retry_after_s`` fails over instead of waiting.
+    A retry on the same backend happens only when no other candidate is left, or when the
+    backend's ``Retry-After`` is at most ``short_retry_after_s`` (then waiting is cheaper than
+    a cold backend). A Retry-After longer than ``max_retry_after_s`` never waits.
     """
 
     retries: int = 2
     backoff_s: float = 0.2
     backoff_max_s: float = 4.0
     max_retry_after_s: float = 5.0
+    short_retry_after_s: float = 1.0
 
     def wait_s(self, retry_number: int, error: BaseException | None) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""
         wait: float = min(self.backoff_max_s, self.backoff_s * 2.0 ** (retry_number - 1))
-        if isinstance(error, RateLimited) and error.retry_after is not None:
-            wait = max(wait, error.retry_after)
+        after = retry_after(error)
+        if after is not None:
+            wait = max(wait, after)
         return wait
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLimits:
+    """One backend's time limits per attempt, in seconds (``None``: no such limit).
+
+    ``timeout_s`` is a hard ceiling on a whole attempt (connect, headers and the full body);
+    ``first_token_timeout_s`` abandons an attempt with no token yet; ``stall_timeout_s`` ends a
+    stream whose tokens stop flowing for that long.
+    """
+
+    timeout_s: float | None = None
+    first_token_timeout_s: float | None = None
+    stall_timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Try:
+    """Which try of a candidate this is: a hedge or not, the retry number on that backend, and
+    how many candidates still wait behind it (``left``, used to share the deadline)."""
+
+    hedge: bool = False
+    retry: int = 0
+    left: int = 0
 
 
 @dataclass(slots=True)
@@ -91,7 +130,11 @@ class Budget:
 
 @dataclass(slots=True)
 class Call:
-    """One intent's execution: the plan, how to address a candidate, and its limits."""
+    """One intent's execution: the plan, how to address a candidate, and its limits.
+
+    ``max_ttft_s`` and ``stall_s`` come from the intent (``max_ttft_ms``, ``stall_ms``) and
+    override the backend's configured defaults; ``on_midstream`` says what a broken stream does.
+    """
 
     plan: Plan
     build_request: Callable[[Candidate, float | None], ChatRequest]
@@ -100,11 +143,15 @@ class Call:
     hedge_delay_s: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
     started: float = 0.0
+    max_ttft_s: float | None = None
+    stall_s: float | None = None
+    on_midstream: OnMidstream = "error"
 
 
 @dataclass(slots=True)
 class Outcome:
-    """The winning attempt of a call."""
+    """The winning attempt of a call; ``audit`` holds what the receipt records beyond usage
+    (the backend's own usage claim, an overcharge, malformed events, a continuation)."""
 
     candidate: Candidate
     completion: Completion
@@ -114,6 +161,10 @@ class Outcome:
     ttft_ms: float | None
     flags: list[str]
     attempt: Attempt
+    audit: dict[str, Any] = field(default_factory=dict)
+
+
+AttemptFn = Callable[[Call, Candidate, Try], Awaitable[Outcome]]
 
 
 class Executor:
@@ -126,6 +177,7 @@ class Executor:
         policies: Mapping[str, RetryPolicy] | None = None,
         *,
         default_policy: RetryPolicy | None = None,
+        limits: Mapping[str, AttemptLimits] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -133,36 +185,104 @@ class Executor:
         self.health = health
         self.policies = dict(policies or {})
         self.default_policy = default_policy or RetryPolicy()
+        self.limits = dict(limits or {})
+        self.clock = clock
+        self.book = AttemptBook(health, clock)
         self._sleep = sleep
-        self._clock = clock
 
     # -- entry points -----------------------------------------------------------------
 
-    async def complete(self, call: Call) -> Outcome:
-        """Run ``call`` to one whole answer, or raise an :class:`ExecutionError`."""
-        call.started = self._clock()
-        async with self._deadline(call):
-            return await self._race(call, self._attempt_complete)
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def complete(self, call: Call, *, attempt: AttemptFn | None = None) -> Outcome:
+        """Run ``call`` to one whole answer, or raise an :class:`ExecutionError`.
 
-    def stream(self, call: Call) -> StreamRun:
-        """Run ``call`` as a stream; iterate the returned object for chunks."""
+        ``attempt`` replaces the per-attempt step (verification levels wrap :meth:`attempt`).
+        """
+        return await self.run(call, attempt or self.attempt)
+
+    def stream(self, call: Call) -> Any:
+        """Run ``call`` as a stream; iterate the returned :class:`StreamRun` for chunks."""
+        from intentmesh.router._streaming import StreamRun
+
         return StreamRun(self, call)
 
-    # -- deadline ---------------------------------------------------------------------
+    async def run(
+        self,
+        call: Call,
+        attempt: Callable[[Call, Candidate, Try], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """Failover, hedging and retries down the plan, within the call's deadline.
 
-    def _remaining(self, call: Call) -> float | None:
-        return None if call.deadline is None else call.deadline - self._clock()
+        ``discard`` receives a result that arrived after another attempt had already won.
+        """
+        call.started = self.clock()
+        async with DeadlineScope(self, call):
+            return await self._race(call, attempt, discard)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _deadline(self, call: Call) -> _DeadlineScope:
-        return _DeadlineScope(self, call)
+    async def attempt(self, call: Call, cand: Candidate, t: Try) -> Outcome:
+        """One non-streamed request to ``cand``: breaker, budget, time limit, record, classify.
+
+        A non-streamed answer produces its first token with its whole body, so the first-token
+        limit bounds the whole attempt here (see docs/routing.md, "Time limits").
+        """
+        rec = self.book.begin(call, cand, t)
+        t0 = self.clock()
+        limit, why = self.attempt_limit(call, cand, t, first_token=True)
+        try:
+            request = call.build_request(cand, limit)
+            backend = self.backends[cand.backend]
+            completion = await within(limit, why, cand.backend, backend.acomplete(request))
+        except BaseException as exc:
+            self.book.fail(call, cand, rec, t0, exc)
+            raise
+        latency = (self.clock() - t0) * 1000
+        audit = Audit()
+        completion = _cut(completion, call.plan.request.max_tokens, audit)
+        return self.book.succeed(call, cand, rec, latency, None, completion, audit)
+
+    def refuse(self, call: Call, cand: Candidate, t: Try, exc: BackendError) -> BackendError:
+        """Record a try that could not be made at all (e.g. a level it cannot show)."""
+        rec = self.book.new(call, cand, t)
+        rec.outcome, rec.error_kind, rec.error = "error", exc.kind, str(exc)
+        return exc
+
+    # -- time -------------------------------------------------------------------------
+
+    def remaining(self, call: Call) -> float | None:
+        """Seconds until the call's deadline, or None without one."""
+        return None if call.deadline is None else call.deadline - self.clock()
+
+    def attempt_limit(
+        self, call: Call, cand: Candidate, t: Try, *, first_token: bool
+    ) -> tuple[float | None, str]:
+        """The tightest limit on this attempt (or on its first token) and its name.
+
+        With a deadline and ``k`` candidates left (this one included), an attempt may use
+        ``remaining / k`` seconds: one silent backend cannot eat the fallback's time.
+        """
+        lim = self.limits.get(cand.backend, AttemptLimits())
+        options: list[tuple[float, str]] = []
+        if lim.timeout_s is not None:
+            options.append((lim.timeout_s, "timeout_s"))
+        if first_token:
+            if call.max_ttft_s is not None:
+                options.append((call.max_ttft_s, "max_ttft_ms"))
+            elif lim.first_token_timeout_s is not None:
+                options.append((lim.first_token_timeout_s, "first_token_timeout_s"))
+        remaining = self.remaining(call)
+        if remaining is not None and t.left:  # the last one runs into the deadline itself
+            options.append((max(remaining, 0.0) / (t.left + 1), "deadline share"))
+        if not options:
+            return None, ""
+        return min(options)
 
     # -- failover and hedging ---------------------------------------------------------
 
     async def _race(
         self,
         call: Call,
-        runner: Callable[[Call, Candidate, bool, int], Awaitable[T]],
+        runner: Callable[[Call, Candidate, Try], Awaitable[T]],
         discard: Callable[[T], Awaitable[None]] | None = None,
     ) -> T:
         """Try candidates in order; with hedging, start the next one if the first is slow."""
@@ -172,11 +292,17 @@ class Executor:
 
         def launch(hedge: bool) -> bool:
             while pending:
-                cand = pending.pop(0)
-                if self._skip_reason(call, cand) is None:
-                    task = asyncio.create_task(self._with_retries(call, cand, hedge, runner))
-                    tasks[task] = cand
+                cand = pending[0]
+                reason = self._skip_reason(call, cand)
+                if reason == _NO_BUDGET and hedge and tasks:
+                    return False  # the cap has no room for both now: keep it for failover
+                pending.pop(0)
+                if reason is None:
+                    left = lambda: self._runnable(call, pending)  # noqa: E731
+                    coro = self._with_retries(call, cand, hedge, runner, left)
+                    tasks[asyncio.create_task(coro)] = cand
                     return True
+                self.book.skip(call, cand, Try(hedge), reason)
             return False
 
         try:
@@ -196,9 +322,7 @@ class Executor:
                     exc = task.exception()
                     if exc is None:
                         return task.result()
-                    if isinstance(exc, BackendError) and not exc.failover:
-                        raise exc
-                    errors.append(exc)
+                    errors.append(self._failover_or_raise(call, exc, pending))
                 if not tasks:
                     hedged = False
                     launch(False)
@@ -206,22 +330,41 @@ class Executor:
             await _cancel_all(tasks, discard)
         raise self._all_failed(call, errors)
 
-    def _skip_reason(self, call: Call, cand: Candidate) -> str | None:
-        """Before launching: record a skipped attempt and say why, or None when it may run."""
-        if not self.health.breaker(cand.backend).allows():
-            reason = _CIRCUIT_OPEN
-        elif not call.budget.fits(cand.worst_case_cost_usd):
-            reason = _NO_BUDGET
-        else:
-            return None
-        self._record_skip(call, cand, False, 0, reason)
-        return reason
+    def _failover_or_raise(
+        self, call: Call, exc: BaseException, pending: list[Candidate]
+    ) -> BaseException:
+        """Caller errors end the call; context-length errors narrow the rest of the plan."""
+        if not isinstance(exc, BackendError) or exc.failover:
+            return exc
+        limit = context_limit(exc)
+        if limit is None:
+            raise exc
+        req = call.plan.request
+        need = max(limit + 1, req.prompt_tokens_expected + req.max_tokens)
+        fits = [c for c in pending if (c.offer.context_length or 0) >= need]
+        if not fits:
+            raise InvalidRequest(
+                f"the prompt plus max_tokens exceeds the model's context window ({limit} tokens)"
+                " and no other candidate's context window fits; shorten the prompt or lower "
+                "max_tokens",
+                backend=exc.backend,
+                status_code=exc.status_code,
+                body=exc.body,
+            ) from exc
+        pending[:] = fits
+        return exc
 
-    def _record_skip(
-        self, call: Call, cand: Candidate, hedge: bool, retry: int, reason: str
-    ) -> None:
-        rec = self._new_attempt(call, cand, hedge, retry)
-        rec.outcome, rec.error_kind, rec.error = "skipped", "skipped", reason
+    def _runnable(self, call: Call, pending: list[Candidate]) -> int:
+        """How many waiting candidates could run now (breaker and budget allow them)."""
+        return sum(1 for c in pending if self._skip_reason(call, c) is None)
+
+    def _skip_reason(self, call: Call, cand: Candidate) -> str | None:
+        """Why ``cand`` cannot start now, or None when it may run."""
+        if not self.health.breaker(cand.backend).allows():
+            return _CIRCUIT_OPEN
+        if not call.budget.fits(cand.worst_case_cost_usd):
+            return _NO_BUDGET
+        return None
 
     def _all_failed(self, call: Call, errors: list[BaseException]) -> AllBackendsFailed:
         tried = [a for a in call.attempts if a.outcome != "skipped"]
@@ -246,36 +389,20 @@ class Executor:
         call: Call,
         cand: Candidate,
         hedge: bool,
-        runner: Callable[[Call, Candidate, bool, int], Awaitable[T]],
+        runner: Callable[[Call, Candidate, Try], Awaitable[T]],
+        left: Callable[[], int],
     ) -> T:
+        """The one retry loop: try, and on a retryable error wait and try the same backend."""
         policy = self.policies.get(cand.backend, self.default_policy)
-        try:
-            return await runner(call, cand, hedge, 0)
-        except BackendError as exc:
-            if not self._may_retry(call, cand, policy, 1, exc):
-                raise
-            first_error: BaseException = exc
-
-        def stop(state: RetryCallState) -> bool:
-            exc = state.outcome.exception() if state.outcome else None
-            return not self._may_retry(call, cand, policy, state.attempt_number + 1, exc)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            return policy.wait_s(state.attempt_number + 1, exc)
-
-        await self._sleep(policy.wait_s(1, first_error))
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=wait,
-            retry=retry_if_exception(lambda e: isinstance(e, BackendError) and e.retryable),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await runner(call, cand, hedge, attempt.retry_state.attempt_number)
-        raise AssertionError("unreachable")  # pragma: no cover
+        retry = 0
+        while True:
+            try:
+                return await runner(call, cand, Try(hedge, retry, left()))
+            except BackendError as exc:
+                retry += 1
+                if not self._may_retry(call, cand, policy, retry, exc, left() > 0):
+                    raise
+                await self._sleep(policy.wait_s(retry, exc))
 
     def _may_retry(
         self,
@@ -284,61 +411,67 @@ class Executor:
         policy: RetryPolicy,
         retry: int,
         error: BaseException | None,
+        alternative: bool = False,
     ) -> bool:
-        """Pure decision: retry ``retry`` (1-based) after ``error`` on the same backend?"""
+        """Pure decision: retry ``retry`` (1-based) after ``error`` on the same backend?
+
+        With another candidate available, fail over instead, unless a short Retry-After
+        says this backend will take the request in a moment.
+        """
         if not isinstance(error, BackendError) or not error.retryable or retry > policy.retries:
             return False
-        if isinstance(error, RateLimited) and (error.retry_after or 0) > policy.max_retry_after_s:
+        after = retry_after(error)
+        if after is not None and after > policy.max_retry_after_s:
+            return False
+        if alternative and (after is None or after > policy.short_retry_after_s):
             return False
         if not self.health.breaker(cand.backend).allows():
             return False
-        remaining = self._remaining(call)
+        remaining = self.remaining(call)
         if remaining is not None and policy.wait_s(retry, error) >= remaining:
             return False
         return call.budget.fits(cand.worst_case_cost_usd)
 
-    # -- one attempt ------------------------------------------------------------------
 
-    def _new_attempt(self, call: Call, cand: Candidate, hedge: bool, retry: int) -> Attempt:
+class AttemptBook:
+    """Begin, succeed and fail one attempt: breaker, budget reservation, record, health.
+
+    Shared by both drivers (:meth:`Executor.attempt` and the stream run) so they book alike.
+    """
+
+    def __init__(self, health: HealthBook, clock: Callable[[], float]) -> None:
+        self.health = health
+        self.clock = clock
+
+    def new(self, call: Call, cand: Candidate, t: Try) -> Attempt:
         rec = Attempt(
             backend=cand.backend,
             network=cand.offer.network,
             model=cand.model,
             provider_model=cand.provider_model,
-            started_ms=(self._clock() - call.started) * 1000,
-            retry=retry,
-            hedge=hedge,
+            started_ms=(self.clock() - call.started) * 1000,
+            retry=t.retry,
+            hedge=t.hedge,
         )
         call.attempts.append(rec)
         return rec
 
-    def _begin(self, call: Call, cand: Candidate, hedge: bool, retry: int) -> Attempt:
+    def skip(self, call: Call, cand: Candidate, t: Try, reason: str) -> None:
+        rec = self.new(call, cand, t)
+        rec.outcome, rec.error_kind, rec.error = "skipped", "skipped", reason
+
+    def begin(self, call: Call, cand: Candidate, t: Try) -> Attempt:
         """Take the breaker and reserve the worst case; a skipped try is recorded and raised."""
         if not self.health.breaker(cand.backend).acquire():
             reason = _CIRCUIT_OPEN
         elif not call.budget.try_reserve(cand.worst_case_cost_usd):
             reason = _NO_BUDGET
         else:
-            return self._new_attempt(call, cand, hedge, retry)
-        self._record_skip(call, cand, hedge, retry, reason)
-        raise SkippedAttempt(cand.backend, reason)
+            return self.new(call, cand, t)
+        self.skip(call, cand, t, reason)
+        raise _Skipped(f"{cand.backend}: {reason}")
 
-    async def _attempt_complete(
-        self, call: Call, cand: Candidate, hedge: bool, retry: int
-    ) -> Outcome:
-        rec = self._begin(call, cand, hedge, retry)
-        t0 = self._clock()
-        try:
-            request = call.build_request(cand, self._remaining(call))
-            completion = await self.backends[cand.backend].acomplete(request)
-        except BaseException as exc:
-            self._fail(call, cand, rec, t0, exc)
-            raise
-        latency = (self._clock() - t0) * 1000
-        usage = completion.usage or _count_usage(call, completion.text)
-        return self._succeed(call, cand, rec, latency, None, completion, usage)
-
-    def _succeed(
+    def succeed(
         self,
         call: Call,
         cand: Candidate,
@@ -346,19 +479,33 @@ class Executor:
         latency_ms: float,
         ttft_ms: float | None,
         completion: Completion,
-        usage: Usage,
+        audit: Audit | None = None,
     ) -> Outcome:
-        cost = cand.offer.cost(usage.prompt_tokens, usage.completion_tokens)
-        flags = _integrity_flags(call, cand, completion.model, usage, cost)
-        if any(f != "usage_estimated" for f in flags):
+        """Settle usage honestly (see router/_accounting.py), record, and feed health."""
+        audit = audit or Audit()
+        settled = settle_usage(call.plan.request, cand, completion, audit)
+        if settled.quarantine:
+            self.health.quarantine(cand.backend, "billed beyond its own quote")
+        elif settled.penalise:
             self.health.penalize(cand.backend)
-        call.budget.settle(cand.worst_case_cost_usd, cost)
+        call.budget.settle(cand.worst_case_cost_usd, settled.cost_usd)
         self.health.observe_latency(cand.backend, cand.provider_model, latency_ms)
-        self.health.record_success(cand.backend)
-        rec.latency_ms, rec.cost_usd, rec.ttft_ms = latency_ms, cost, ttft_ms
-        return Outcome(cand, completion, usage, cost, latency_ms, ttft_ms, flags, rec)
+        if not settled.quarantine:
+            self.health.record_success(cand.backend)
+        rec.latency_ms, rec.cost_usd, rec.ttft_ms = latency_ms, settled.cost_usd, ttft_ms
+        return Outcome(
+            cand,
+            completion,
+            settled.usage,
+            settled.cost_usd,
+            latency_ms,
+            ttft_ms,
+            settled.flags,
+            rec,
+            settled.audit,
+        )
 
-    def _fail(
+    def fail(
         self,
         call: Call,
         cand: Candidate,
@@ -368,7 +515,7 @@ class Executor:
         delivered_tokens: int = 0,
     ) -> None:
         """Record a failed or cancelled attempt, settle its reservation, feed the breaker."""
-        rec.latency_ms = (self._clock() - t0) * 1000
+        rec.latency_ms = (self.clock() - t0) * 1000
         possibly_billed = not isinstance(exc, BackendError) or exc.status_code is None
         cost = 0.0
         if possibly_billed:
@@ -392,14 +539,11 @@ class Executor:
             self.health.record_failure(cand.backend, "transient", rec.error)
 
 
-class SkippedAttempt(BackendError):
-    """Raised inside the executor when a try cannot start; not retried."""
-
-    def __init__(self, backend: str, reason: str) -> None:
-        super().__init__(reason, backend=backend)
+class _Skipped(Exception):
+    """A try that could not start (breaker or budget); already recorded, never retried."""
 
 
-class _DeadlineScope:
+class DeadlineScope:
     """``async with``: the call's deadline as an asyncio timeout that raises DeadlineExceeded."""
 
     def __init__(self, executor: Executor, call: Call) -> None:
@@ -408,7 +552,7 @@ class _DeadlineScope:
         self._timeout: asyncio.Timeout | None = None
 
     async def __aenter__(self) -> None:
-        remaining = self._executor._remaining(self._call)
+        remaining = self._executor.remaining(self._call)
         if remaining is None:
             return
         if remaining <= 0:
@@ -428,128 +572,57 @@ class _DeadlineScope:
             ) from None
 
 
-@dataclass(slots=True)
-class _Head:
-    """A stream that has produced its first token, with what it produced so far."""
+async def within(limit: float | None, why: str, backend: str, aw: Awaitable[T]) -> T:
+    """Await ``aw`` for at most ``limit`` seconds; running out is a :class:`BackendTimeout`."""
+    if limit is None:
+        return await aw
+    try:
+        async with asyncio.timeout(max(limit, 0.0)):
+            return await aw
+    except TimeoutError:
+        raise BackendTimeout(f"no answer within {limit:.3g} s ({why})", backend=backend) from None
 
-    cand: Candidate
-    rec: Attempt
-    iterator: AsyncIterator[Chunk]
-    buffered: list[Chunk]
-    t0: float
-    ttft_ms: float
 
-
-class StreamRun:
-    """Async iterator of chunks for one call; ``outcome`` is set when it ends."""
-
-    def __init__(self, executor: Executor, call: Call) -> None:
-        self._executor = executor
-        self._call = call
-        self.outcome: Outcome | None = None
-
-    def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[Chunk]:
-        ex, call = self._executor, self._call
-        call.started = ex._clock()
-        async with ex._deadline(call):
-            head = await ex._race(call, self._open, self._discard)
-        parts: list[str] = []
-        usage: Usage | None = None
-        finish: str | None = None
-        model = ""
-        chunks = _Pending(head.buffered, head.iterator)
-        while True:
-            try:
-                chunk = await chunks.next(ex._remaining(call))
-            except StopAsyncIteration:
-                break
-            except (BackendError, TimeoutError) as exc:
-                raise self._broken(head, "".join(parts), exc) from exc
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
-            model = chunk.model or model
-            parts.append(chunk.text)
-            if chunk.text or chunk.tool_calls or chunk.finish_reason:
-                yield chunk
-        text = "".join(parts)
-        completion = Completion(text=text, finish_reason=finish, usage=usage, model=model)
-        latency = (ex._clock() - head.t0) * 1000
-        final = usage or _count_usage(call, text)
-        self.outcome = ex._succeed(
-            call, head.cand, head.rec, latency, head.ttft_ms, completion, final
-        )
-        yield Chunk(usage=final, model=model)
-
-    def _broken(self, head: _Head, delivered: str, exc: BaseException) -> MidStreamError:
-        """Record the broken attempt; tokens already delivered are never repeated."""
-        ex, call = self._executor, self._call
-        if isinstance(exc, TimeoutError):
-            exc = DeadlineExceeded("max_latency_ms passed mid-stream", call.attempts)
-        ex._fail(call, head.cand, head.rec, head.t0, exc, estimate_text_tokens(delivered))
-        return MidStreamError(
-            f"{head.cand.backend}: stream broke after {len(delivered)} characters were "
-            f"delivered ({exc}); not repeated elsewhere",
-            delivered=delivered,
-            backend=head.cand.backend,
-            attempts=call.attempts,
-            cause=exc,
-        )
-
-    async def _discard(self, head: _Head) -> None:
-        """A second stream reached its first token after the winner: close and record it."""
-        await _aclose(head.iterator)
-        self._executor._fail(self._call, head.cand, head.rec, head.t0, asyncio.CancelledError())
-
-    async def _open(self, call: Call, cand: Candidate, hedge: bool, retry: int) -> _Head:
-        """Start one stream and wait for its first token (failover is free until then)."""
-        ex = self._executor
-        rec = ex._begin(call, cand, hedge, retry)
-        t0 = ex._clock()
-        iterator: AsyncIterator[Chunk] | None = None
-        buffered: list[Chunk] = []
+def retry_after(error: BaseException | None) -> float | None:
+    """Seconds a backend asked us to wait: ``RateLimited.retry_after`` or a numeric header."""
+    if isinstance(error, RateLimited):
+        return error.retry_after
+    if isinstance(error, BackendError):
+        value = error.headers.get("retry-after") or error.headers.get("Retry-After")
         try:
-            request = call.build_request(cand, ex._remaining(call))
-            iterator = ex.backends[cand.backend].astream(request).__aiter__()
-            while True:
-                chunk = await iterator.__anext__()
-                buffered.append(chunk)
-                if chunk.text or chunk.tool_calls or chunk.finish_reason or chunk.usage:
-                    break
-        except StopAsyncIteration:
-            pass
-        except BaseException as exc:
-            ex._fail(call, cand, rec, t0, exc)
-            await _aclose(iterator)
-            raise
-        assert iterator is not None
-        return _Head(cand, rec, iterator, buffered, t0, (ex._clock() - t0) * 1000)
+            return max(0.0, float(value)) if value else None
+        except ValueError:
+            return None
+    return None
 
 
-class _Pending:
-    """Chunks already read while racing for the first token, then the rest of the stream."""
-
-    def __init__(self, buffered: list[Chunk], iterator: AsyncIterator[Chunk]) -> None:
-        self._buffered = list(buffered)
-        self._iterator = iterator
-
-    async def next(self, remaining: float | None) -> Chunk:
-        if self._buffered:
-            return self._buffered.pop(0)
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError
-        async with asyncio.timeout(remaining):
-            return await self._iterator.__anext__()
+_CONTEXT = re.compile(
+    r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long"
+    r"|context_length_exceeded",
+    re.IGNORECASE,
+)
+_LIMIT = re.compile(r"(?:maximum context length|context (?:length|window))\D{0,40}?(\d{3,8})", re.I)
 
 
-async def _aclose(iterator: AsyncIterator[Chunk] | None) -> None:
-    closer = getattr(iterator, "aclose", None)
-    if closer is not None:
-        # Closing a broken stream must not mask the error that broke it.
-        with contextlib.suppress(Exception):
-            await closer()
+def context_limit(exc: BackendError) -> int | None:
+    """The context window named by a "context length exceeded" 400, or 0 when unnamed;
+    None when the error is about something else (content filter, bad field, ...)."""
+    if not isinstance(exc, InvalidRequest):
+        return None
+    text = f"{exc} {exc.body}"
+    if not _CONTEXT.search(text):
+        return None
+    found = _LIMIT.search(text)
+    return int(found.group(1)) if found else 0
+
+
+def _cut(completion: Completion, max_tokens: int, audit: Audit) -> Completion:
+    """An answer far longer than ``max_tokens`` allows is cut there and flagged."""
+    room = max_answer_chars(max_tokens)
+    if len(completion.text) <= room:
+        return completion
+    audit.cut_at_chars = room
+    return replace(completion, text=completion.text[:room], finish_reason="length")
 
 
 async def _cancel_all(
@@ -565,29 +638,3 @@ async def _cancel_all(
             continue
         if discard is not None:
             await discard(result)
-
-
-def _count_usage(call: Call, text: str) -> Usage:
-    """Usage when a backend omits it: our estimate, flagged as such."""
-    return Usage(call.plan.request.prompt_tokens_expected, estimate_text_tokens(text), True)
-
-
-def _integrity_flags(
-    call: Call, cand: Candidate, model: str, usage: Usage, cost: float
-) -> list[str]:
-    """Cheap checks that a backend told the truth about what it did."""
-    flags: list[str] = []
-    if usage.estimated:
-        flags.append("usage_estimated")
-    if usage.completion_tokens > call.plan.request.max_tokens:
-        flags.append("usage_exceeds_max_tokens")
-    if cost > cand.worst_case_cost_usd * (1 + 1e-9) + _EPS:
-        flags.append("cost_exceeds_quote")
-    if model and not _same_model(model, cand.provider_model):
-        flags.append("model_mismatch")
-    return flags
-
-
-def _same_model(reported: str, asked: str) -> bool:
-    a, b = reported.lower(), asked.lower()
-    return a == b or a.endswith("/" + b) or b.endswith("/" + a)

@@ -5,12 +5,20 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from intentmesh.router._breaker import BreakerPolicy, CircuitBreaker
 
-__all__ = ["HealthBook", "LatencyEstimate", "LatencyStats"]
+__all__ = [
+    "FleetVerdict",
+    "FleetView",
+    "HealthBook",
+    "HealthShare",
+    "LatencyEstimate",
+    "LatencyStats",
+]
 
 _P95_MIN_SAMPLES = 8
 
@@ -24,6 +32,39 @@ class LatencyEstimate:
     samples: int
 
 
+@dataclass(frozen=True, slots=True)
+class FleetVerdict:
+    """What the fleet says of one backend: ``closed``, ``open`` (hold ``hold_s``) or ``trial``."""
+
+    verdict: str
+    hold_s: float = 0.0
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """One sync with the fleet; ``acked`` is the last of our publications it already reflects."""
+
+    acked: int
+    breakers: Mapping[str, FleetVerdict] = field(default_factory=dict)
+    latency: Mapping[tuple[str, str], tuple[float, ...]] = field(default_factory=dict)
+
+
+class HealthShare(Protocol):
+    """Where processes share breakers and latency (``intentmesh.fleet``); None: this one only."""
+
+    @property
+    def view(self) -> FleetView | None:
+        """The latest sync (a new object each time), None while the fleet is unreachable."""
+        ...
+
+    def publish_breaker(self, backend: str, verdict: str, cooldown_s: float, message: str) -> int:
+        """Queue a circuit change (``open``/``closed``); returns its sequence number."""
+        ...
+
+    def publish_latency(self, backend: str, model: str, latency_ms: float) -> None: ...
+
+
 class LatencyStats:
     """EWMA and a window of recent samples for one (backend, model)."""
 
@@ -35,6 +76,13 @@ class LatencyStats:
         self._window: deque[float] = deque(maxlen=window)
         self._cached: LatencyEstimate | None = None
         self.count = 0
+
+    @classmethod
+    def from_samples(cls, samples: tuple[float, ...]) -> LatencyStats:
+        stats = cls()
+        for sample in samples:
+            stats.observe(sample)
+        return stats
 
     def observe(self, latency_ms: float) -> None:
         self._cached = None
@@ -70,6 +118,7 @@ class HealthBook:
         breaker_policy: BreakerPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         gone_ttl_s: float = 600.0,
+        share: HealthShare | None = None,
     ) -> None:
         self._policy = breaker_policy or BreakerPolicy()
         self._clock = clock
@@ -81,6 +130,9 @@ class HealthBook:
         self._priors: dict[float, LatencyEstimate] = {}
         self._probe_ms: dict[str, float] = {}
         self._listeners: list[Callable[[str, str | None], bool]] = []
+        self.share = share
+        self._view: FleetView | None = None
+        self._published: dict[str, int] = {}
 
     def subscribe(self, listener: Callable[[str, str | None], bool]) -> None:
         """Call ``listener(backend, provider_model)`` whenever a latency estimate may change
@@ -99,10 +151,17 @@ class HealthBook:
 
     def breaker_if_tripped(self, backend: str) -> CircuitBreaker | None:
         """The backend's breaker when it has ever failed, else None (closed by definition)."""
+        if self.share is not None:
+            self._sync(self.share.view)
         found = self._breakers.get(backend)
         return found if found is not None and found.ever_failed else None
 
     def breaker(self, backend: str) -> CircuitBreaker:
+        if self.share is not None:
+            self._sync(self.share.view)
+        return self._breaker(backend)
+
+    def _breaker(self, backend: str) -> CircuitBreaker:
         found = self._breakers.get(backend)
         if found is None:
             found = self._breakers[backend] = CircuitBreaker(self._policy, self._clock)
@@ -126,6 +185,8 @@ class HealthBook:
             stats = self._latency[key] = LatencyStats()
         stats.observe(latency_ms)
         self._changed(backend, model)
+        if self.share is not None:
+            self.share.publish_latency(backend, model, latency_ms)
 
     def observe_probe(self, backend: str, latency_ms: float) -> None:
         """A probe's round trip: no request can be faster, so it raises the latency prior."""
@@ -149,16 +210,43 @@ class HealthBook:
         """Lower a backend in rankings (it lied about usage or model); decays on success."""
         self._penalty[backend] = self._penalty.get(backend, 0.0) + amount
 
+    def quarantine(self, backend: str, reason: str) -> None:
+        """Exclude a backend that billed beyond its own quote: heavy penalty, circuit open for
+        the breaker's long (fatal) cooldown."""
+        self.penalize(backend, 10.0)
+        self.breaker(backend).trip(reason)
+
     def penalty(self, backend: str) -> float:
         return self._penalty.get(backend, 0.0)
 
     def record_success(self, backend: str) -> None:
-        self.breaker(backend).record_success()
+        breaker = self.breaker(backend)
+        before = breaker.state
+        breaker.record_success()
         if backend in self._penalty:
             self._penalty[backend] *= 0.9
+        if self.share is not None and before != "closed":
+            self._published[backend] = self.share.publish_breaker(backend, "closed", 0.0, "")
 
     def record_failure(self, backend: str, kind: str, message: str = "") -> None:
-        self.breaker(backend).record_failure(kind, message)
+        breaker = self.breaker(backend)
+        before = breaker.state
+        breaker.record_failure(kind, message)
+        if self.share is not None and before != "open" and breaker.state == "open":
+            self._published[backend] = self.share.publish_breaker(
+                backend, "open", breaker.retry_in_s(), breaker.last_error or kind
+            )
+
+    def _sync(self, view: FleetView | None) -> None:
+        """Adopt a new fleet view (cheap when nothing changed: one identity check)."""
+        if view is None or view is self._view:
+            return
+        self._view = view
+        for backend, said in view.breakers.items():
+            if self._published.get(backend, 0) <= view.acked:
+                self._breaker(backend).follow(said.verdict, said.hold_s, said.message)
+        for key, samples in view.latency.items():
+            self._latency[key] = LatencyStats.from_samples(samples)
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """Per-backend breaker state and observed latency, for CLIs and dashboards."""

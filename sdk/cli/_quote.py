@@ -137,7 +137,7 @@ def _ordered(plan: Plan, offers: list[Offer]) -> list[Offer]:
 
 
 def _row(gw: Gateway, plan: Plan, offer: Offer, rank: int) -> dict[str, Any]:
-    from intentmesh.router._solver import EXPECTED_OUTPUT_FRACTION
+    from intentmesh.router import EXPECTED_OUTPUT_FRACTION
 
     req = plan.request
     latency = gw.health.latency(offer.backend, offer.provider_model, offer.latency_prior_ms)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,12 +36,11 @@ app = typer.Typer(
 )
 
 LedgerOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--ledger",
-        help="Ledger file (default: [receipts] ledger in the config, "
+        help="Ledger file or postgresql:// URL (default: [receipts] ledger in the config, "
         "else $INTENTMESH_HOME/receipts.sqlite3).",
-        dir_okay=False,
         show_default=False,
     ),
 ]
@@ -51,21 +53,25 @@ def _config(opts: Options) -> GatewayConfig:
     return load_config(path) if path else parse_config("", "<defaults>")
 
 
-def ledger_path(opts: Options, given: Path | None) -> Path:
-    """``--ledger``, else the config's ``[receipts] ledger``, else the default location."""
-    if given is not None:
-        return given.expanduser()
+def ledger_path(opts: Options, given: str | None) -> Path | str:
+    """``--ledger``, else the config's ``[receipts] ledger``, else the default location; a
+    ``postgresql://`` URL stays a URL."""
     from intentmesh.receipts import default_ledger_path
 
-    configured = _config(opts).receipts.ledger
-    return Path(configured).expanduser() if configured else default_ledger_path()
+    chosen = given if given is not None else _config(opts).receipts.ledger
+    if not chosen:
+        return default_ledger_path()
+    return chosen if chosen.startswith(_PG) else Path(chosen).expanduser()
 
 
-def _open(opts: Options, given: Path | None, must_exist: bool = True) -> Ledger | None:
+_PG = ("postgresql://", "postgres://")
+
+
+def _open(opts: Options, given: str | None, must_exist: bool = True) -> Ledger | None:
     from intentmesh.receipts import Ledger
 
     path = ledger_path(opts, given)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         if must_exist:
             raise CliError(f"no receipt ledger at {path} (it is created by the first receipt)")
         return None
@@ -117,7 +123,7 @@ def list_(
         rows = rows[-limit:]
     data = {
         "schema": "intentmesh.receipts.list.v1",
-        "ledger": str(path),
+        "ledger": book.path if book is not None else str(path),
         "total": total,
         "receipts": rows,
     }
@@ -304,11 +310,11 @@ def verify(
     elif report["ok"]:
         sys.stdout.write(f"ok: {report['count']} receipts verified in {source}\n")
     if not report["ok"]:
-        where = (
-            f"seq {report['first_bad_seq']} ({report['first_bad_id']})"
-            if report["first_bad_id"]
-            else "a receipt"
-        )
+        seq, rid = report["first_bad_seq"], report["first_bad_id"]
+        if seq is not None:
+            where = f"seq {seq} ({rid})" if rid else f"seq {seq}"
+        else:
+            where = f"receipt {rid}" if rid else f"the receipt after the first {report['count']}"
         raise CliError(
             f"verification failed in {source} at {where}: {report['problem']} "
             f"({report['count']} receipts before it verified)",
@@ -318,7 +324,7 @@ def verify(
 
 def _trusted(value: str) -> dict[str, object]:
     from intentmesh.receipts import load_public_key
-    from intentmesh.receipts._keys import public_key_id as key_id
+    from intentmesh.receipts import public_key_id as key_id
 
     path = Path(value).expanduser()
     raw: object = path.read_text("utf-8") if path.is_file() else value
@@ -341,11 +347,13 @@ def _verify_file(file: Path, keys: dict[str, object] | None) -> dict[str, Any]:
         try:
             count = scratch.import_jsonl(handle, keys)
         except ReceiptError as exc:
+            handle.seek(0)
+            seq, before, rid = _locate_bad(handle, exc)
             return {
                 "ok": False,
-                "count": None,
-                "first_bad_id": exc.receipt_id,
-                "first_bad_seq": None,
+                "count": before,
+                "first_bad_id": rid,
+                "first_bad_seq": seq,
                 "problem": str(exc),
             }
     return {
@@ -355,6 +363,38 @@ def _verify_file(file: Path, keys: dict[str, object] | None) -> dict[str, Any]:
         "first_bad_seq": None,
         "problem": None,
     }
+
+
+def _locate_bad(lines: Iterable[str], exc: Exception) -> tuple[int | None, int, str | None]:
+    """``(seq, receipts before it, id)`` of the receipt an export failed at.
+
+    Receipts are checked in file order and the first problem stops the check, so every receipt
+    line before the bad one verified. The bad one is found by its id, else by the line number
+    the error names (a line that is not a readable receipt has no seq or id).
+    """
+    rid = getattr(exc, "receipt_id", None)
+    found = re.match(r"line (\d+):", str(exc))
+    bad_line = int(found.group(1)) if found else None
+    before = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        data = _json_object(line)
+        body = data.get("body") if data is not None and "checkpoint" not in data else None
+        body = body if isinstance(body, dict) else {}
+        if number == bad_line or (rid is not None and body.get("id") == rid):
+            seq = body.get("seq")
+            return (seq if isinstance(seq, int) else None), before, body.get("id") or rid
+        before += 1 if data is not None and "checkpoint" not in data else 0
+    return None, before, rid
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @app.command("export")

@@ -22,6 +22,7 @@ gateway's receipt fields for one result).
 
 from __future__ import annotations
 
+from intentmesh.receipts._body import receipt_fields
 from intentmesh.receipts._canonical import canonical_json, digest
 from intentmesh.receipts._checkpoint import (
     CHECKPOINT_TYPE,
@@ -39,6 +40,7 @@ from intentmesh.receipts._keys import (
     intentmesh_home,
     load_public_key,
     load_signing_key,
+    public_key_id,
     rotate_key,
 )
 from intentmesh.receipts._ledger import DEFAULT_BATCH_SIZE, Ledger
@@ -73,6 +75,8 @@ __all__ = [
     "inclusion_problem",
     "load_public_key",
     "load_signing_key",
+    "public_key_id",
+    "receipt_fields",
     "rotate_key",
     "verify_inclusion",
     "verify_receipt",

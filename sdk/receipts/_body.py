@@ -66,6 +66,7 @@ def receipt_fields(intent: Intent, result: InferenceResult, endpoint_host: str) 
         "verifiability": intent.verifiability,
         "cached": result.cached,
         "flags": list(result.flags),
+        **result.audit,
     }
 
 
@@ -83,4 +84,7 @@ def _price(quote: Candidate | None) -> dict[str, Any]:
 
 def _attempt_summary(a: Any) -> dict[str, Any]:
     data = a.to_dict()
-    return {k: data.get(k) for k in _ATTEMPT_KEYS}
+    summary = {k: data.get(k) for k in _ATTEMPT_KEYS}
+    if "continues" in data:
+        summary["continues"] = data["continues"]
+    return summary

@@ -26,6 +26,7 @@ from intentmesh.receipts._checkpoint import (
 )
 from intentmesh.receipts._keys import SigningKey, default_ledger_path
 from intentmesh.receipts._merkle import inclusion_path
+from intentmesh.receipts._pgstore import PgRowStore, is_postgres_url
 from intentmesh.receipts._receipt import (
     GENESIS_HASH,
     RECEIPT_VERSION,
@@ -74,7 +75,8 @@ PathOrFile = str | os.PathLike[str] | IO[str]
 class Ledger:
     """An append-only SQLite file of chained receipts, safe for many threads and processes.
 
-    ``path`` defaults to :func:`default_ledger_path`; ``":memory:"`` keeps it in memory.
+    ``path`` defaults to :func:`default_ledger_path`; ``":memory:"`` keeps it in memory; a
+    ``postgresql://`` URL keeps it in PostgreSQL (many hosts append to one chain).
     """
 
     def __init__(
@@ -87,7 +89,12 @@ class Ledger:
             raise ReceiptError("batch_size must be at least 1")
         self.path = os.fspath(path) if path is not None else os.fspath(default_ledger_path())
         self.batch_size = batch_size
-        self._store = RowStore(self.path)
+        self._store: RowStore | PgRowStore
+        if is_postgres_url(self.path):  # ledger = "postgresql://...": the fleet's ledger
+            self._store = PgRowStore(self.path)
+            self.path = self._store.path  # without the password
+        else:
+            self._store = RowStore(self.path)
         last = self._store.last_checkpoint()
         self._sealed_hint = last.last_seq if last else 0
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from intentmesh._sqlite import use_wal
 from intentmesh.errors import ReceiptError
 
 __all__ = ["CheckpointRow", "Row", "RowStore"]
@@ -109,8 +110,11 @@ class RowStore:
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            use_wal(conn, self.path, BUSY_TIMEOUT_S)
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from intentmesh._gateway import Gateway
+from intentmesh._gateway import Gateway, ResultStream
+from intentmesh.fleet import AccountStore, LocalAccounts
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import KeyConfig, ServerConfig
 from intentmesh.server._errors import ApiError, translate
@@ -34,7 +35,6 @@ from intentmesh.server._openai import (
     usage_body,
 )
 from intentmesh.server._service import Prepared, Service
-from intentmesh.server._stream import LiveStream
 
 __all__ = ["create_app"]
 
@@ -50,11 +50,22 @@ def create_app(
     config: ServerConfig | None = None,
     book: SpendBook | None = None,
     close_gateway: bool = False,
+    accounts: AccountStore | None = None,
 ) -> Starlette:
-    """An ASGI app serving ``gateway``; ``keys`` (or ``config.keys``) turn on bearer auth."""
+    """An ASGI app serving ``gateway``; ``keys`` (or ``config.keys``) turn on bearer auth.
+
+    Key budgets and rates live in ``accounts``: by default the gateway's fleet store when
+    ``[state] url`` is set, else ``book`` (a :class:`SpendBook` on ``budget_db``).
+    """
     cfg = config or ServerConfig()
     key_list = list(keys) if keys is not None else list(cfg.keys)
-    handlers = _Handlers(gateway, cfg, KeyRing(key_list), book or SpendBook(cfg.budget_db))
+    if accounts is None:
+        fleet = gateway.fleet
+        if book is None and fleet is not None:
+            accounts = fleet.accounts
+        else:
+            accounts = LocalAccounts(book or SpendBook(cfg.budget_db))
+    handlers = _Handlers(gateway, cfg, KeyRing(key_list), accounts)
     routes = [
         Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
         Route("/v1/completions", handlers.completions, methods=["POST"]),
@@ -69,7 +80,7 @@ def create_app(
         await gateway.aclose()  # this loop's upstream connections
         if close_gateway:
             gateway.close()
-        handlers.service.book.close()
+        await handlers.service.accounts.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.handlers = handlers
@@ -77,11 +88,13 @@ def create_app(
 
 
 class _Handlers:
-    def __init__(self, gateway: Gateway, cfg: ServerConfig, keys: KeyRing, book: SpendBook):
+    def __init__(
+        self, gateway: Gateway, cfg: ServerConfig, keys: KeyRing, accounts: AccountStore
+    ) -> None:
         self.gateway = gateway
         self.cfg = cfg
         self.keys = keys
-        self.service = Service(gateway, book, keys.keys)
+        self.service = Service(gateway, accounts, keys.keys)
         self.metrics = Metrics()
 
     # -- generation ------------------------------------------------------------------------
@@ -93,13 +106,20 @@ class _Handlers:
         return await self._generate(request, "completion", "/v1/completions")
 
     async def _generate(self, request: Request, kind: Kind, endpoint: str) -> Response:
+        telemetry = self.gateway.telemetry
+        if telemetry is None:
+            return await self._generate_in(request, kind, endpoint)
+        with telemetry.incoming(request.headers):  # the caller's traceparent is our parent
+            return await self._generate_in(request, kind, endpoint)
+
+    async def _generate_in(self, request: Request, kind: Kind, endpoint: str) -> Response:
         t0 = time.perf_counter()
         self.metrics.in_flight += 1
         streaming = False
         try:
             key = self.keys.authenticate(request.headers.get("authorization"))
             body = await _read_json(request, self.cfg.max_body_bytes)
-            job = self.service.prepare(parse_request(kind, body, self.cfg, key), key)
+            job = await self.service.prepare(parse_request(kind, body, self.cfg, key), key)
             if job.request.stream:
                 response = await self._stream(request, job, endpoint, t0)
                 streaming = isinstance(response, StreamingResponse)
@@ -141,7 +161,7 @@ class _Handlers:
             if not closed:
                 closed = True
                 await stream.aclose()
-                self.service.finish_stream(job, stream)
+                await self.service.finish_stream(job, stream)
                 self.metrics.in_flight -= 1
                 self.metrics.observe(endpoint, 200, time.perf_counter() - t0)
 
@@ -149,11 +169,11 @@ class _Handlers:
         return _EventStream(events, close, headers=headers, media_type="text/event-stream")
 
     async def _events(
-        self, job: Prepared, stream: LiveStream, endpoint: str
+        self, job: Prepared, stream: ResultStream, endpoint: str
     ) -> AsyncIterator[bytes]:
         kind = job.request.kind
         rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}"
-        created, model = int(time.time()), self.gateway.catalog.resolve(job.intent.models[0])
+        created, model = int(time.time()), stream.model  # the model that answers
         finish: str | None = None
         try:
             first = True
@@ -171,7 +191,7 @@ class _Handlers:
             yield _sse(err.body())
 
     async def _tail(
-        self, job: Prepared, stream: LiveStream, ident: tuple[str, int, str], finish: str | None
+        self, job: Prepared, stream: ResultStream, ident: tuple[str, int, str], finish: str | None
     ) -> AsyncIterator[bytes]:
         """The closing chunk (finish reason + ``intentmesh``), the usage chunk, ``[DONE]``."""
         res = stream.result

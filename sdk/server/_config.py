@@ -12,10 +12,24 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
-from intentmesh.config import GatewayConfig, discover_config_path, locate, parse_config
+from intentmesh.config import (
+    STATE_URL_ENV,
+    GatewayConfig,
+    discover_config_path,
+    locate,
+    parse_config,
+)
 from intentmesh.errors import ConfigurationError
+from intentmesh.fleet import Limits
 
 __all__ = ["DEFAULT_PRESETS", "KeyConfig", "ServerConfig", "load_configs", "parse_configs"]
 
@@ -41,6 +55,9 @@ class KeyConfig(BaseModel):
     key_sha256: str | None = None
     key: str | None = Field(None, repr=False, exclude=True)
     budget_usd: float | None = Field(None, ge=0.0)
+    requests_per_min: int | None = Field(None, ge=1)
+    tokens_per_min: int | None = Field(None, ge=1)
+    usd_per_day: float | None = Field(None, ge=0.0)
     models: list[str] | None = None
     networks: list[str] | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
@@ -53,15 +70,24 @@ class KeyConfig(BaseModel):
         return self
 
     @property
+    def limits(self) -> Limits:
+        """The key's budget and rate limits (its account is :attr:`label`)."""
+        return Limits(self.budget_usd, self.requests_per_min, self.tokens_per_min, self.usd_per_day)
+
+    @property
     def label(self) -> str:
         """A name safe to log and to use as the budget account (never the secret)."""
         return self.name or self.key_env or (self.digest() or "")[:12]
+
+    def secret(self) -> str | None:
+        """The key itself, from ``key`` or its environment variable (None: only a digest)."""
+        return self.key or os.environ.get(self.key_env or "") or None
 
     def digest(self) -> str | None:
         """SHA-256 hex of the secret, or None when its environment variable is unset."""
         if self.key_sha256:
             return self.key_sha256.lower()
-        secret = self.key if self.key else os.environ.get(self.key_env or "")
+        secret = self.secret()
         return hashlib.sha256(secret.encode()).hexdigest() if secret else None
 
 
@@ -84,13 +110,16 @@ class ServerConfig(BaseModel):
     keys: list[KeyConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _check(self) -> ServerConfig:
+    def _check(self, info: ValidationInfo) -> ServerConfig:
         labels = [k.label for k in self.keys]
         if len(set(labels)) != len(labels):
             raise ValueError("keys: each key needs a distinct name")
-        shared = self.budget_db == ":memory:"
+        fleet = bool((info.context or {}).get("state"))
+        shared = self.budget_db == ":memory:" and not fleet
         if self.workers > 1 and shared and any(k.budget_usd is not None for k in self.keys):
-            raise ValueError("workers > 1 with key budgets needs budget_db = a file path")
+            raise ValueError(
+                "workers > 1 with key budgets needs budget_db = a file path, or [state] url"
+            )
         return self
 
     def all_presets(self) -> dict[str, dict[str, Any]]:
@@ -108,8 +137,12 @@ def parse_configs(text: str, source: str = "<config>") -> tuple[GatewayConfig, S
         raise ConfigurationError(
             "server.keys: write key_env or key_sha256, never the key itself", source=source
         )
+    state = data.get("state")
+    url = state.get("url") if isinstance(state, dict) else None
     try:
-        server = ServerConfig.model_validate(raw)
+        server = ServerConfig.model_validate(
+            raw, context={"state": bool(url or os.environ.get(STATE_URL_ENV))}
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in ("server", *err["loc"]))

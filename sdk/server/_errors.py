@@ -7,7 +7,10 @@
 404 not_found_error         model no backend serves
 413 invalid_request_error   body over ``max_body_bytes``
 429 rate_limit_error        every backend rate-limited (``Retry-After`` passed through)
-502 upstream_error          backends answered garbage or refused our credentials
+502 upstream_error          backends answered garbage or refused our credentials; or their
+                            answers failed the intent's verifiability level (code
+                            verification_failed: attestation, proof or consensus; the message
+                            names the failed check)
 503 service_unavailable     backends down or circuits open
 504 timeout_error           ``max_latency_ms`` or upstream timeouts
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 from intentmesh.errors import (
     BackendError,
+    ConsensusError,
     DeadlineExceeded,
     ExecutionError,
     IntentValidationError,
@@ -70,6 +74,8 @@ def translate(exc: BaseException, requote: Requote, fields_at_top: frozenset[str
         return ApiError(400, str(exc), "invalid_request_error", "upstream_rejected_request")
     if isinstance(exc, DeadlineExceeded):
         return ApiError(504, str(exc), "timeout_error", "deadline_exceeded")
+    if isinstance(exc, ConsensusError):
+        return _unverified(str(exc))
     if isinstance(exc, ExecutionError):
         return _failed(str(exc), exc.attempts, exc.__cause__)
     if isinstance(exc, BackendError):
@@ -106,11 +112,22 @@ def _price_cap(exc: NoRouteError, plan: Plan, cap: float | None) -> ApiError:
     return ApiError(402, message, "insufficient_quota", "price_cap_unmet", "intent.max_price_usd")
 
 
+# Attempt error kinds that mean "answered, but its evidence for the level did not check out".
+_VERIFICATION_KINDS = frozenset({"verification_failed", "attestation_failed", "proof_failed"})
+
+
+def _unverified(message: str) -> ApiError:
+    """No answer passed the intent's verifiability level: never served unverified."""
+    return ApiError(502, message, "upstream_error", "verification_failed")
+
+
 def _failed(message: str, attempts: Sequence[Attempt], cause: BaseException | None) -> ApiError:
     """Every backend failed: answer with the status that says the most about why."""
     kinds = {a.error_kind for a in attempts if a.outcome == "error"}
     if isinstance(cause, BackendError):
         kinds.add(cause.kind)
+    if kinds & _VERIFICATION_KINDS:
+        return _unverified(message)
     if kinds and kinds <= {"rate_limited"}:
         after = cause.retry_after if isinstance(cause, RateLimited) else None
         headers = {"retry-after": f"{max(after or 1.0, 1.0):.0f}"}

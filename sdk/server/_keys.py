@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from intentmesh._catalog import Catalog
 from intentmesh._intent import Intent
+from intentmesh.adapters import add_secrets
 from intentmesh.errors import ConfigurationError
 from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError
@@ -19,6 +20,7 @@ class KeyRing:
 
     def __init__(self, keys: Sequence[KeyConfig]) -> None:
         self.keys = list(keys)
+        add_secrets(*(key.secret() for key in self.keys))  # never echoed back from upstreams
         self._by_digest: dict[str, KeyConfig] = {}
         for key in self.keys:
             digest = key.digest()

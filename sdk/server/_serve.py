@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from intentmesh._gateway import Gateway
+from intentmesh.fleet import open_fleet
 from intentmesh.server._app import create_app
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import ServerConfig, load_configs
@@ -29,12 +30,16 @@ def serve_main(
     ``host``, ``port`` and ``workers`` override the ``[server]`` section of ``config``
     (discovered as ``Gateway()`` does when None).
     """
-    _, server = load_configs(config)
+    gateway_config, server = load_configs(config)
     server = server.model_copy(
         update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
     )
-    ServerConfig.model_validate(server.model_dump())  # re-check workers against budgets
-    if server.budget_db != ":memory:":
+    fleet = open_fleet(gateway_config.state)  # an unreachable store fails here, clearly
+    if fleet is not None:
+        fleet.close()
+    # re-check workers against budgets
+    ServerConfig.model_validate(server.model_dump(), context={"state": fleet is not None})
+    if server.budget_db != ":memory:" and fleet is None:
         SpendBook(server.budget_db).release_all_reservations()
     if server.workers > 1:
         if config is not None:
@@ -62,6 +67,10 @@ def _run(app: Starlette | str, server: ServerConfig, factory: bool = False) -> N
 def build_app(config: str | os.PathLike[str] | None = None) -> Starlette:
     """The app for a config file: a Gateway it owns and closes on shutdown."""
     gateway_config, server = load_configs(config)
+    if gateway_config.otel.enabled:
+        from intentmesh.telemetry import configure_otlp
+
+        configure_otlp()  # export to $OTEL_EXPORTER_OTLP_ENDPOINT unless already set up
     gateway = Gateway(gateway_config)
     return create_app(gateway, config=server, close_gateway=True)
 

@@ -1,119 +1,107 @@
 """What one generation request goes through, between HTTP parsing and the response body:
-intent -> key policy -> budget reservation -> gateway call -> settlement.
+intent -> key policy -> admission (rate limits, budget reservation) -> gateway call -> settlement.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
-from intentmesh._gateway import Gateway
+from intentmesh._gateway import Gateway, ResultStream
 from intentmesh._intent import Intent
 from intentmesh._result import InferenceResult
-from intentmesh.errors import ExecutionError
+from intentmesh.errors import LimitExceeded, StateUnavailable
+from intentmesh.fleet import AccountStore, Hold, admit, settle
+from intentmesh.fleet._spend import cost_of_failure
 from intentmesh.router import Plan
-from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError, translate
 from intentmesh.server._keys import apply_policy
 from intentmesh.server._openai import ParsedRequest
-from intentmesh.server._stream import LiveStream
 
 __all__ = ["Prepared", "Service"]
 
 
 @dataclass(slots=True)
 class Prepared:
-    """A validated request with its budget reservation (``account`` None: no budget)."""
+    """A validated request with its admission (``hold`` None: the key has no limits)."""
 
     intent: Intent
     request: ParsedRequest
     account: str | None = None
-    reserved: float = 0.0
+    hold: Hold | None = None
+
+    @property
+    def reserved(self) -> float:
+        return (self.hold.amount or 0.0) if self.hold is not None else 0.0
 
 
 class Service:
-    """Runs requests against one gateway, keeping each key's spend within its budget."""
+    """Runs requests against one gateway, keeping each key within its budget and rates."""
 
-    def __init__(self, gateway: Gateway, book: SpendBook, keys: list[KeyConfig]) -> None:
+    def __init__(self, gateway: Gateway, accounts: AccountStore, keys: list[KeyConfig]) -> None:
         self.gateway = gateway
-        self.book = book
-        for key in keys:
-            if key.budget_usd is not None:
-                book.open_account(key.label, key.budget_usd)
+        self.accounts = accounts
+        self.keys = {k.label: k for k in keys}
 
-    def prepare(self, request: ParsedRequest, key: KeyConfig | None) -> Prepared:
-        """Build the intent, apply the key's policy and reserve its worst case."""
+    async def prepare(self, request: ParsedRequest, key: KeyConfig | None) -> Prepared:
+        """Build the intent, apply the key's policy, check its rates and reserve its worst case."""
         try:
             intent = apply_policy(Intent(**request.fields), key, self.gateway.catalog)
         except Exception as exc:
             raise self.error(exc, request, None) from exc
-        if key is None or key.budget_usd is None:
+        if key is None or not key.limits.any:
             return Prepared(intent, request)
-        return self._reserve(Prepared(intent, request, key.label))
+        return await self._admit(Prepared(intent, request, key.label), key)
 
     async def complete(self, job: Prepared) -> InferenceResult:
         try:
             result = await self.gateway.ainfer(job.intent)
         except BaseException as exc:
-            self._settle(job, _cost_of_failure(exc, job))
+            await self._settle(job, cost_of_failure(exc, job.hold))
             raise self.error(exc, job.request, job.intent) from exc
-        self._settle(job, result.cost_usd)
+        await self._settle(job, result.cost_usd, result.usage.total_tokens)
         return result
 
-    async def open_stream(self, job: Prepared) -> LiveStream:
-        stream = LiveStream(self.gateway, job.intent)
+    async def open_stream(self, job: Prepared) -> ResultStream:
+        """The gateway's own stream, opened: it raised before any content or it has begun."""
+        stream = self.gateway.astream(job.intent)
         try:
-            await stream.open()
+            await stream.aopen()
         except BaseException as exc:
-            self._settle(job, stream.spent_usd() if _is_cancel(exc) else _cost_of_failure(exc, job))
+            spent = stream.spent_usd() if _is_cancel(exc) else cost_of_failure(exc, job.hold)
+            await self._settle(job, spent)
             raise self.error(exc, job.request, job.intent) from exc
         return stream
 
-    def finish_stream(self, job: Prepared, stream: LiveStream) -> None:
+    async def finish_stream(self, job: Prepared, stream: ResultStream) -> None:
         """Settle a stream that ended, broke or was cancelled."""
-        cost = stream.result.cost_usd if stream.result is not None else stream.spent_usd()
-        self._settle(job, cost)
+        res = stream.result
+        cost = res.cost_usd if res is not None else stream.spent_usd()
+        await self._settle(job, cost, res.usage.total_tokens if res is not None else 0)
 
     def error(self, exc: BaseException, request: ParsedRequest, intent: Intent | None) -> ApiError:
         if _is_cancel(exc):
             raise exc
         return translate(exc, lambda: self._requote(intent), request.top_level)
 
-    # -- budget ------------------------------------------------------------------------------
+    # -- admission -----------------------------------------------------------------------------
 
-    def _reserve(self, job: Prepared) -> Prepared:
+    async def _admit(self, job: Prepared, key: KeyConfig) -> Prepared:
         assert job.account is not None
         plan = self.gateway.plan(job.intent)
-        if not plan.candidates:
-            return job  # it fails with NoRouteError and costs nothing
-        worst = [c.worst_case_cost_usd for c in plan.candidates]
-        cheapest = min(worst)
-        want = job.intent.max_price_usd if job.intent.max_price_usd is not None else max(worst)
-        for _ in range(3):  # another worker may take the money between reading and reserving
-            amount = min(want, self.book.left(job.account))
-            if amount + 1e-12 < cheapest:
-                raise self._exhausted(job.account, cheapest)
-            if self.book.try_reserve(job.account, amount):
-                capped = job.intent.model_copy(update={"max_price_usd": amount})
-                return Prepared(capped, job.request, job.account, amount)
-        raise self._exhausted(job.account, cheapest)
+        try:
+            hold, capped = await admit(self.accounts, job.account, key.limits, plan, job.intent)
+        except LimitExceeded as exc:
+            raise _refused(exc) from None
+        except StateUnavailable as exc:
+            raise ApiError(503, str(exc), "service_unavailable", "state_unavailable") from None
+        return Prepared(capped, job.request, job.account, hold)
 
-    def _settle(self, job: Prepared, cost: float) -> None:
-        if job.account is not None and job.reserved:
-            self.book.settle(job.account, job.reserved, cost)
-            job.reserved = 0.0
-
-    def _exhausted(self, account: str, cheapest: float) -> ApiError:
-        budget, spent, reserved = self.book.balance(account)
-        return ApiError(
-            402,
-            f"API key {account!r} has ${max(budget - spent - reserved, 0):.6g} of its "
-            f"${budget:.6g} budget left (${spent:.6g} spent, ${reserved:.6g} reserved by "
-            f"requests in flight); this request's cheapest worst case is ${cheapest:.6g}",
-            "insufficient_quota",
-            "budget_exhausted",
-        )
+    async def _settle(self, job: Prepared, cost: float, tokens: int = 0) -> None:
+        hold, job.hold = job.hold, None
+        await settle(self.accounts, hold, cost, tokens)
 
     def _requote(self, intent: Intent | None) -> tuple[Plan | None, float | None]:
         if intent is None:
@@ -124,14 +112,21 @@ class Service:
         return None, intent.max_price_usd
 
 
+def _refused(exc: LimitExceeded) -> ApiError:
+    """A budget spent is 402; a rate window or the day's USD is 429 with Retry-After."""
+    if exc.kind == "budget":
+        return ApiError(
+            402, f"API key {exc}", "insufficient_quota", "budget_exhausted"
+        )
+    wait = math.ceil(exc.retry_after or 1.0)
+    return ApiError(
+        429,
+        f"API key {exc}",
+        "rate_limit_error",
+        f"{exc.kind}_exceeded",
+        headers={"retry-after": str(wait)},
+    )
+
+
 def _is_cancel(exc: BaseException) -> bool:
     return not isinstance(exc, Exception)
-
-
-def _cost_of_failure(exc: BaseException, job: Prepared) -> float:
-    """What a failed request cost: recorded attempts; everything reserved when unknown."""
-    if _is_cancel(exc):
-        return job.reserved
-    if isinstance(exc, ExecutionError):
-        return sum(a.cost_usd for a in exc.attempts)
-    return 0.0

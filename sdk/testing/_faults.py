@@ -21,6 +21,11 @@ FaultKind = Literal[
     "wrong_model",
     "latency",
     "in_stream_error",
+    "trickle",
+    "stall",
+    "garbage_stream",
+    "runaway",
+    "usage",
 ]
 
 _ERROR_TYPES = {
@@ -67,6 +72,8 @@ class Fault:
     ms: float = 0.0
     reset: bool = True
     complete_http: bool = False
+    chars: int = 0
+    reported: Any = None
 
     @classmethod
     def status(cls, code: int, body: Any = None, headers: dict[str, str] | None = None) -> Fault:
@@ -132,6 +139,35 @@ class Fault:
         if body is None:
             body = error_body("injected in-stream error", 500)
         return cls("in_stream_error", after_chunks=after_chunks, body=body)
+
+
+    @classmethod
+    def trickle(cls, interval_ms: float = 250) -> Fault:
+        """Send the headers at once, then the body one byte every ``interval_ms``: no read
+        timeout ever fires, only a ceiling on the whole exchange stops it."""
+        return cls("trickle", ms=interval_ms)
+
+    @classmethod
+    def stall(cls, after_chunks: int = 2, ms: float | None = None) -> Fault:
+        """Send ``after_chunks`` SSE events, then fall silent for ``ms`` (``None``: for good)
+        with the connection open, then go on. A non-stream request waits before its body."""
+        return cls("stall", after_chunks=after_chunks, ms=-1.0 if ms is None else ms)
+
+    @classmethod
+    def garbage_stream(cls) -> Fault:
+        """200 SSE in which every ``data:`` event is undecodable, then ``[DONE]``."""
+        return cls("garbage_stream")
+
+    @classmethod
+    def runaway(cls, chars: int = 1_000_000) -> Fault:
+        """Ignore ``max_tokens`` and answer ``chars`` characters (usage reports every word)."""
+        return cls("runaway", chars=chars)
+
+    @classmethod
+    def usage(cls, usage: Any) -> Fault:
+        """Answer normally but report ``usage`` as given: a dict such as ``{}`` or
+        ``{"prompt_tokens": 5}``, or ``None`` to leave the usage field out."""
+        return cls("usage", reported=usage)
 
 
 class FaultSchedule:

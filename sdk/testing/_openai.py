@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import socket
 import time
@@ -23,6 +24,7 @@ from intentmesh.testing._wire import (
     full_body,
     parse_request,
     plan_answer,
+    split_words,
     stream_events,
 )
 
@@ -35,6 +37,7 @@ _JSON_HEADERS = {"content-type": "application/json"}
 _MALFORMED_BODY = b'{"id": "chatcmpl-malformed", "object": "chat.completion", "choices": [{"ind'
 _MALFORMED_EVENT = b'data: {"id": "chatcmpl-malformed", "choices": [{"delta": {"content": \n\n'
 _IMMEDIATE = frozenset({"status", "hang", "refuse"})
+_GARBAGE_EVENT = b"data: {not json at all\n\n"
 
 
 class FakeOpenAIProvider(LoopbackServer):
@@ -161,6 +164,9 @@ class FakeOpenAIProvider(LoopbackServer):
         except WireError as exc:
             return FakeResponse.json(exc.body, exc.status)
         plan = plan_answer(wire, self.reply, self.fill)
+        if fault is not None and fault.kind == "runaway":
+            words = split_words(("lorem ipsum " * (fault.chars // 12 + 1))[: fault.chars])
+            plan = Plan(wire, tuple(words), "stop", plan.prompt_tokens)
         await self._sleep_ms(self._first_byte_ms(fault))
         headers = _echo_request_id(request)
         if wire.stream:
@@ -205,10 +211,23 @@ class FakeOpenAIProvider(LoopbackServer):
         headers = {**_JSON_HEADERS, **headers}
         if kind == "malformed_json":
             return FakeResponse(200, headers, _MALFORMED_BODY)
+        if kind == "stall":
+            assert fault is not None
+            return FakeResponse.streaming(
+                _after_pause(fault.ms, [full_body(plan, *self._identity(plan, fault))]),
+                200,
+                headers,
+            )
         if kind == "in_stream_error":
             assert fault is not None
             return FakeResponse.json(fault.body, 500, headers)
         body = full_body(plan, *self._identity(plan, fault))
+        if kind == "usage":
+            assert fault is not None
+            body = _with_usage(body, fault.reported)
+        if kind == "trickle":
+            assert fault is not None
+            return FakeResponse.streaming(_trickle(body, fault.ms), 200, headers)
         if kind in ("reset_mid_stream", "truncated_stream"):
             headers["content-length"] = str(len(body))
             end: StreamEnd = "reset" if kind == "reset_mid_stream" else "truncate"
@@ -221,6 +240,8 @@ class FakeOpenAIProvider(LoopbackServer):
         events, finish_index = stream_events(plan, *self._identity(plan, fault))
         headers = {**_SSE_HEADERS, **headers}
         kind = fault.kind if fault is not None else None
+        if fault is not None and kind in _SHAPE_FAULTS:
+            return self._shaped_stream(events, finish_index, fault, headers)
         if fault is None or kind not in _STREAM_FAULTS:
             return FakeResponse.streaming(self._paced(events), 200, headers)
         at = min(fault.after_chunks, finish_index)
@@ -234,6 +255,23 @@ class FakeOpenAIProvider(LoopbackServer):
             cut: StreamEnd = "complete" if fault.complete_http else "truncate"
             return FakeResponse.streaming(self._paced(events[:at]), 200, headers, cut)
         return FakeResponse.streaming(self._paced(events[:at]), 200, headers, "reset")
+
+    def _shaped_stream(
+        self, events: list[bytes], finish_index: int, fault: Fault, headers: dict[str, str]
+    ) -> FakeResponse:
+        """Streams that misbehave in time or content rather than by breaking."""
+        if fault.kind == "usage":
+            events = [_with_usage_event(e, fault.reported) for e in events]
+            events = [e for e in events if e]
+            return FakeResponse.streaming(self._paced(events), 200, headers)
+        if fault.kind == "garbage_stream":
+            garbage = [_GARBAGE_EVENT] * max(1, finish_index)
+            return FakeResponse.streaming(self._paced([*garbage, events[-1]]), 200, headers)
+        if fault.kind == "trickle":
+            return FakeResponse.streaming(_trickle(b"".join(events), fault.ms), 200, headers)
+        at = min(fault.after_chunks, finish_index)
+        paused = _after_pause(fault.ms, events[at:])
+        return FakeResponse.streaming(_chain(self._paced(events[:at]), paused), 200, headers)
 
     async def _paced(self, events: list[bytes]) -> AsyncIterator[bytes]:
         """Yield the events, ``token_delay_ms`` apart (the first one at once). Without a delay,
@@ -255,6 +293,49 @@ class FakeOpenAIProvider(LoopbackServer):
 _STREAM_FAULTS = frozenset(
     {"malformed_json", "in_stream_error", "truncated_stream", "reset_mid_stream"}
 )
+
+
+_SHAPE_FAULTS = frozenset({"usage", "garbage_stream", "trickle", "stall"})
+
+
+async def _trickle(body: bytes, interval_ms: float) -> AsyncIterator[bytes]:
+    for i in range(len(body)):
+        if i:
+            await asyncio.sleep(interval_ms / 1000)
+        yield body[i : i + 1]
+
+
+async def _after_pause(ms: float, events: list[bytes]) -> AsyncIterator[bytes]:
+    """Silence for ``ms`` (forever when negative), then ``events``."""
+    if ms < 0:
+        await asyncio.Event().wait()
+    await asyncio.sleep(ms / 1000)
+    for event in events:
+        yield event
+
+
+async def _chain(*sources: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for source in sources:
+        async for item in source:
+            yield item
+
+
+def _with_usage(body: bytes, usage: Any) -> bytes:
+    data = json.loads(body)
+    if usage is None:
+        data.pop("usage", None)
+    else:
+        data["usage"] = usage
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _with_usage_event(event: bytes, usage: Any) -> bytes:
+    """The usage event rewritten (or dropped when ``usage`` is None); others unchanged."""
+    if not event.startswith(b"data: {") or b'"usage"' not in event:
+        return event
+    if usage is None:
+        return b""
+    return b"data: " + _with_usage(event[6:].strip(), usage) + b"\n\n"
 
 
 def _json_or_none(request: FakeRequest) -> Any:

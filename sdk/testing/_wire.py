@@ -61,6 +61,7 @@ class Wire:
     include_usage: bool
     max_tokens: int | None
     stop: tuple[str, ...]
+    prefill: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,11 @@ def parse_request(kind: Kind, payload: Any) -> Wire:
     if not isinstance(model, str) or not model:
         raise WireError(400, "'model' is required and must be a string", "model")
     prompt = _parse_messages(payload) if kind == "chat" else _parse_prompt(payload)
+    prefill = None
+    if kind == "chat" and payload.get("continue_final_message") is True:
+        if prompt[-1].get("role") != "assistant":
+            raise WireError(400, "continue_final_message needs a final assistant message")
+        prefill, prompt = content_text(prompt[-1].get("content")), prompt[:-1]
     stream = payload.get("stream") or False
     if not isinstance(stream, bool):
         raise WireError(400, "'stream' must be a boolean", "stream")
@@ -144,6 +150,7 @@ def parse_request(kind: Kind, payload: Any) -> Wire:
         include_usage=bool(options.get("include_usage")),
         max_tokens=_parse_max_tokens(payload),
         stop=_parse_stop(payload.get("stop")),
+        prefill=prefill,
     )
 
 
@@ -197,6 +204,8 @@ def plan_answer(wire: Wire, reply: ReplyFn, fill: bool) -> Plan:
     ``max_tokens`` (keep that many words, ``"length"``). With ``fill`` and ``max_tokens`` the
     reply is repeated past ``max_tokens``, so the answer always ends by ``"length"``."""
     text = reply(wire.prompt)
+    if wire.prefill and text.startswith(wire.prefill):  # vLLM continue_final_message
+        text = text[len(wire.prefill) :]
     if fill and wire.max_tokens is not None and text.strip():
         base = text.split()
         repeats = wire.max_tokens // len(base) + 2

@@ -14,7 +14,7 @@ from intentmesh.errors import (
     ProofFailed,
     VerificationFailed,
 )
-from intentmesh.router._consensus import ConsensusPlan, ConsensusPolicy
+from intentmesh.router import ConsensusPlan, ConsensusPolicy
 from intentmesh.verify._attestation import (
     AttestationPolicy,
     AttestationReport,

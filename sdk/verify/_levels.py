@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +31,19 @@ from intentmesh.errors import (
     ProofFailed,
     VerificationFailed,
 )
-from intentmesh.router._consensus import (
+from intentmesh.router import (
+    AttemptFn,
+    Call,
+    Candidate,
     ConsensusPlan,
     ConsensusPolicy,
+    Plan,
+    Rejection,
+    Try,
     consensus_plan,
     operator_of,
     verdict,
 )
-from intentmesh.router._plan import Candidate, Plan, Rejection
 from intentmesh.verify._attestation import AttestationVerifier, TdxAttestationVerifier
 from intentmesh.verify._proof import (
     ProofVerifier,
@@ -53,12 +58,10 @@ if TYPE_CHECKING:
     from intentmesh._result import InferenceResult
     from intentmesh.adapters.base import ChatRequest
     from intentmesh.config import BackendConfig, GatewayConfig
-    from intentmesh.router import HealthBook
-    from intentmesh.router._executor import Call, Executor, Outcome
+    from intentmesh.router import Executor, HealthBook, Outcome
 
 __all__ = ["LevelRunner"]
 
-Runner = Callable[["Call", Candidate, bool, int], Awaitable["Outcome"]]
 BUFFERED_LEVELS = frozenset({"attested", "consensus", "proof"})
 
 
@@ -153,10 +156,10 @@ class LevelRunner:
         if level == "consensus":
             return await self._consensus(executor, intent, call)
         if level == "attested":
-            return await _run(executor, call, self._attested(executor))
+            return await executor.complete(call, attempt=self._attested(executor))
         if level == "proof":
             inputs = request_inputs(intent.chat_messages())
-            return await _run(executor, call, self._proved(executor, inputs))
+            return await executor.complete(call, attempt=self._proved(executor, inputs))
         return await executor.complete(call)
 
     def receipt_fields(self, result: InferenceResult) -> dict[str, Any]:
@@ -173,15 +176,15 @@ class LevelRunner:
 
     # -- attested ---------------------------------------------------------------------
 
-    def _attested(self, executor: Executor) -> Runner:
-        async def attempt(call: Call, cand: Candidate, hedge: bool, retry: int) -> Outcome:
+    def _attested(self, executor: Executor) -> AttemptFn:
+        async def attempt(call: Call, cand: Candidate, t: Try) -> Outcome:
             verifier = self.attestors.get(cand.backend)
             if verifier is None:
-                raise _unavailable(executor, call, cand, hedge, retry, "attested")
+                raise _unavailable(executor, call, cand, t, "attested")
             nonce = secrets.token_hex(32)
             evidence = asyncio.create_task(verifier.aattest(nonce))
             try:
-                outcome = await executor._attempt_complete(call, cand, hedge, retry)
+                outcome = await executor.attempt(call, cand, t)
             except BaseException:
                 evidence.cancel()
                 with contextlib.suppress(BaseException):
@@ -201,13 +204,13 @@ class LevelRunner:
 
     # -- proof ------------------------------------------------------------------------
 
-    def _proved(self, executor: Executor, inputs: list[list[float]]) -> Runner:
-        async def attempt(call: Call, cand: Candidate, hedge: bool, retry: int) -> Outcome:
+    def _proved(self, executor: Executor, inputs: list[list[float]]) -> AttemptFn:
+        async def attempt(call: Call, cand: Candidate, t: Try) -> Outcome:
             verifier = self.provers.get(cand.backend)
             backend = executor.backends[cand.backend]
             if verifier is None or not isinstance(backend, ProvingBackend):
-                raise _unavailable(executor, call, cand, hedge, retry, "proof")
-            outcome = await executor._attempt_complete(call, cand, hedge, retry)
+                raise _unavailable(executor, call, cand, t, "proof")
+            outcome = await executor.attempt(call, cand, t)
             try:
                 bundle = backend.proof_for(outcome.completion)
                 if bundle is None:
@@ -225,9 +228,11 @@ class LevelRunner:
     def _rejected(self, outcome: Outcome, exc: VerificationFailed) -> VerificationFailed:
         """Turn a verified-looking success into a failed attempt, and penalise the backend."""
         backend = outcome.candidate.backend
-        error = type(exc)(str(exc).removeprefix(f"{backend}: "), backend=backend, check=exc.check)
+        message = f"{str(exc).removeprefix(f'{backend}: ')} (failed check: {exc.check})"
+        error = type(exc)(message, backend=backend, check=exc.check)
         rec = outcome.attempt
         rec.outcome, rec.error_kind, rec.error = "error", error.kind, str(error)
+        rec.extra["check"] = error.check
         self.health.penalize(backend)
         self.health.record_failure(backend, error.kind, str(error))
         return error
@@ -262,24 +267,14 @@ class LevelRunner:
         return winner
 
 
-async def _run(executor: Executor, call: Call, runner: Runner) -> Outcome:
-    """``Executor.complete`` with a different per-attempt runner."""
-    call.started = executor._clock()
-    async with executor._deadline(call):
-        return await executor._race(call, runner)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def _unavailable(
-    executor: Executor, call: Call, cand: Candidate, hedge: bool, retry: int, level: str
-) -> LevelUnavailable:
+    executor: Executor, call: Call, cand: Candidate, t: Try, level: str
+) -> BackendError:
     exc = LevelUnavailable(
         f"claims verifiability {level!r} but has no means to show it; not downgraded",
         backend=cand.backend,
     )
-    rec = executor._new_attempt(call, cand, hedge, retry)
-    rec.outcome, rec.error_kind, rec.error = "error", exc.kind, str(exc)
-    return exc
+    return executor.refuse(call, cand, t, exc)
 
 
 def _greedy(
@@ -299,15 +294,13 @@ async def _panel_answers(
 ) -> list[Outcome]:
     """One answer from each panel member; a member that fails is replaced by a spare of an
     operator not yet used. Answers come back in panel order."""
-    from intentmesh.router._executor import Call as _Call
-
     used = {operator_of(c) for c in plan.panel}
     spares = [c for c in plan.candidates if c not in plan.panel]
     queue = list(plan.panel)
     answers: list[Outcome] = []
     while queue:
         subs = [
-            _Call(Plan(plan.models, (c,), (), plan.request), build, call.budget, call.deadline)
+            Call(Plan(plan.models, (c,), (), plan.request), build, call.budget, call.deadline)
             for c in queue
         ]
         results = await asyncio.gather(

@@ -26,12 +26,13 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from intentmesh.adapters.base import Completion
+from intentmesh.adapters.base import ProofBundle
+from intentmesh.adapters.base import ProvesCompletions as ProvingBackend
 from intentmesh.errors import ConfigurationError, ProofFailed
 
 __all__ = [
@@ -46,18 +47,6 @@ __all__ = [
 
 PROOF_SYSTEMS: dict[str, str] = {"ezkl": "intentmesh.verify._proof:EzklVerifier"}
 """Proof system name -> ``"module:Class"``, resolved when a backend uses it."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProofBundle:
-    """A proof with the public data it claims: the request's ``inputs``, the ``outputs``."""
-
-    system: str
-    proof: Mapping[str, Any]
-    inputs: Sequence[Sequence[float]]
-    outputs: Sequence[Sequence[float]]
-    model: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +68,6 @@ class ProofReport:
             "public_inputs_digest": self.public_inputs_digest,
             "checks": self.checks,
         }
-
-
-@runtime_checkable
-class ProvingBackend(Protocol):
-    """A backend that can hand over the proof of one of its completions."""
-
-    def proof_for(self, completion: Completion) -> ProofBundle | None: ...
 
 
 class ProofVerifier(Protocol):

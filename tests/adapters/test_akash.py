@@ -159,3 +159,16 @@ def test_sdl_for_a_catalog_model() -> None:
     assert gpu["attributes"]["vendor"]["nvidia"] == [{"model": "h100", "ram": "80Gi"}]
     assert sdl["deployment"]["vllm"]["dcloud"] == {"profile": "vllm", "count": 1}
     assert sdl["profiles"]["placement"]["dcloud"]["pricing"]["vllm"]["denom"] == "uakt"
+
+
+def test_every_akash_vllm_option_is_documented() -> None:
+    """docs/networks/akash.md names each key ``type = "akash-vllm"`` accepts beyond OpenAI's."""
+    from pathlib import Path
+
+    from intentmesh.adapters.akash import AkashVLLMOptions
+    from intentmesh.adapters.openai import OpenAIOptions
+
+    doc = (Path(__file__).parents[2] / "docs" / "networks" / "akash.md").read_text()
+    own = set(AkashVLLMOptions.model_fields) - set(OpenAIOptions.model_fields)
+    assert "console_api_url" in own
+    assert [name for name in sorted(own) if f"{name} =" not in doc] == []

@@ -50,6 +50,16 @@ async def test_stream_with_usage(backend) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
 
 
+async def test_tiny_prices_are_still_usd_per_million() -> None:
+    """Chutes documents USD per 1M tokens: 0.0008 is $0.0008 per 1M, not a per-token price."""
+    cheap = [ChutesModel("unsloth/gemma-3-270m-it", 0.0008, 0.0002)]
+    with FakeChutes(cheap) as server:
+        anonymous = ChutesBackend("chutes", server.base_url)
+        (listing,) = await anonymous.alist_models()
+        await anonymous.aclose()
+    assert (listing.input_price, listing.output_price) == (0.0008, 0.0002)
+
+
 async def test_prices_and_tee_flag_from_models_without_auth(fake) -> None:
     anonymous = ChutesBackend("chutes", fake.base_url)
     listings = {m.id: m for m in await anonymous.alist_models()}

@@ -19,7 +19,7 @@ def test_demo_json(cli):
     data = cli.json("demo")
     assert data["schema"] == "intentmesh.demo.v1" and data["home"] is None
     assert [c["backend"] for c in data["calls"]] == ["chutes", "akash"]
-    assert data["failover"] == {"failed_backend": "chutes", "served_by": "akash", "attempts": 4}
+    assert data["failover"] == {"failed_backend": "chutes", "served_by": "akash", "attempts": 2}
     assert data["ledger"] == {"ok": True, "count": 2, "problem": None}
     assert [c["backend"] for c in data["plan"]["candidates"]] == ["chutes", "akash", "ionet"]
     assert all(c["receipt_id"].startswith("rcpt_") for c in data["calls"])

@@ -125,6 +125,24 @@ def test_export_and_verify_file(cli, config, ledger, tmp_path):
     assert data["ok"] is False and "line 2" in data["problem"]
 
 
+def test_verify_file_names_the_position_of_a_tampered_receipt(cli, config, ledger, tmp_path):
+    dump = tmp_path / "dump.jsonl"
+    cli.run("receipts", "export", "--config", config, "-o", dump)
+    lines = dump.read_text().splitlines()
+    tampered = json.loads(lines[1])
+    tampered["body"]["cost_usd"] = 0.0
+    dump.write_text("\n".join([lines[0], json.dumps(tampered), lines[2]]) + "\n")
+    line = cli.error_line(cli.run("receipts", "verify", "--file", dump, code=4))
+    assert f"at seq 2 ({tampered['body']['id']})" in line, line
+    assert "(1 receipts before it verified)" in line and "None" not in line
+    data = cli.json("receipts", "verify", "--file", dump, code=4)
+    assert (data["first_bad_seq"], data["count"]) == (2, 1)
+    assert data["first_bad_id"] == tampered["body"]["id"]
+    dump.write_text("\n".join([lines[0], lines[1], "not json"]) + "\n")  # unreadable line 3
+    line = cli.error_line(cli.run("receipts", "verify", "--file", dump, code=4))
+    assert "line 3" in line and "(2 receipts before it verified)" in line and "None" not in line
+
+
 def test_key_and_trusted_verification(cli, config, ledger, tmp_path):
     key = cli.json("receipts", "key", "--config", config)
     assert key["schema"] == "intentmesh.receipts.key.v1" and len(key["public_key_hex"]) == 64

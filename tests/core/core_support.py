@@ -20,6 +20,8 @@ def backend_toml(
     retries: int = 1,
     latency_ms: float | None = None,
     extra: str = "",
+    timeout_s: float = 5,
+    context_length: int | None = None,
 ) -> str:
     lines = [
         "[[backends]]",
@@ -27,7 +29,7 @@ def backend_toml(
         f'network = "{network or name}"',
         f'base_url = "{base_url}"',
         f"retries = {retries}",
-        "timeout_s = 5",
+        f"timeout_s = {timeout_s}",
     ]
     if latency_ms is not None:
         lines.append(f"latency_ms = {latency_ms}")
@@ -40,6 +42,8 @@ def backend_toml(
         f"input_price = {input_price}",
         f"output_price = {output_price}",
     ]
+    if context_length is not None:
+        lines.append(f"context_length = {context_length}")
     return "\n".join(lines) + "\n"
 
 

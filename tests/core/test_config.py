@@ -109,3 +109,35 @@ def test_config_aliases_extend_catalog() -> None:
     gw = Gateway(parse_config(text))
     plan = gw.plan(Intent(model="my-llama", prompt="hi"))
     assert [c.backend for c in plan.candidates] == ["chutes"]
+
+
+BUILD_ERRORS = {
+    # name: (the second backend's lines, the key named, its line: the entry's when missing)
+    "missing base_url": ('name = "b"\ntype = "openai"', "base_url", 5),
+    "unknown type": ('name = "b"\nbase_url = "http://127.0.0.1:9/v1"\ntype = "nosuch"', "type", 8),
+    "bad option": (
+        'name = "b"\ntype = "akash-vllm"\nbase_url = "http://127.0.0.1:9/v1"\ngpu_count = "x"',
+        "gpu_count",
+        9,
+    ),
+    "bad attestation": (
+        'name = "b"\nbase_url = "http://127.0.0.1:9/v1"\nattestation = { kind = "chutes" }',
+        "attestation",
+        8,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BUILD_ERRORS))
+def test_errors_building_a_backend_name_file_line_and_key(tmp_path: Path, case: str) -> None:
+    lines, key, line = BUILD_ERRORS[case]
+    path = tmp_path / "intentmesh.toml"
+    path.write_text(
+        '[[backends]]\nname = "a"\nbase_url = "http://127.0.0.1:9/v1"\n\n[[backends]]\n'
+        + lines + "\n"
+    )
+    with pytest.raises(ConfigurationError) as info:
+        Gateway.from_config(path)
+    err = info.value
+    assert str(err).startswith(f"{path}:{line}: backends.1.{key}: "), str(err)
+    assert (err.source, err.line, err.key) == (str(path), line, key)

@@ -53,26 +53,32 @@ def test_alias_resolves_to_canonical(make_gateway: GatewayFactory) -> None:
     assert res.model == MODEL
 
 
-def test_failover_on_5xx_after_retries(
+def test_failover_on_5xx_first_when_an_alternative_exists(
     make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
 ) -> None:
     providers["cheap"].always(Fault.status(503))
     res = make_gateway().infer(intent())
     assert res.backend == "mid"
-    assert outcomes(res) == [
-        ("cheap", "error", "unavailable"),
-        ("cheap", "error", "unavailable"),
-        ("mid", "ok", None),
-    ]
+    assert outcomes(res) == [("cheap", "error", "unavailable"), ("mid", "ok", None)]
+    assert providers["cheap"].calls["/v1/chat/completions"] == 1
 
 
-def test_retry_recovers_on_same_backend(
+def test_retry_recovers_on_same_backend_when_it_is_the_only_one(
     make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
 ) -> None:
     providers["cheap"].fail_next(1, Fault.status(500))
-    res = make_gateway().infer(intent())
+    res = make_gateway().infer(intent(networks=["cheap"]))
     assert res.backend == "cheap"
     assert [a.retry for a in res.attempts] == [0, 1]
+
+
+def test_short_retry_after_retries_same_backend_despite_alternatives(
+    make_gateway: GatewayFactory, providers: dict[str, FakeOpenAIProvider]
+) -> None:
+    providers["cheap"].fail_next(1, Fault.status(503, headers={"retry-after": "0"}))
+    res = make_gateway().infer(intent())
+    assert res.backend == "cheap"
+    assert [(a.backend, a.retry) for a in res.attempts] == [("cheap", 0), ("cheap", 1)]
 
 
 def test_rate_limit_honours_retry_after(
@@ -170,7 +176,11 @@ def test_deadline_holds_across_attempts(
         gw.infer(intent(max_latency_ms=400))
     elapsed = time.perf_counter() - started
     assert 0.35 < elapsed < 2.0
-    assert info.value.attempts and info.value.attempts[0].outcome == "cancelled"
+    # Each silent backend got its share of the deadline, then the next one was tried.
+    attempts = info.value.attempts
+    assert [a.backend for a in attempts] == ["cheap", "mid", "pricey"]
+    assert attempts[0].error_kind == "timeout" and "deadline share" in (attempts[0].error or "")
+    assert attempts[-1].outcome == "cancelled"
 
 
 def test_price_cap_holds_under_retries(
@@ -328,4 +338,4 @@ def test_error_object_with_status_200_is_classified(
     providers["cheap"].fail_next(1, Fault.status(200, body=body))
     res = make_gateway().infer(intent())
     assert outcomes(res)[0] == ("cheap", "error", "unavailable")
-    assert res.backend == "cheap"  # retried: 503 is transient
+    assert res.backend == "mid"  # 503 is transient: failed over first, an alternative exists

@@ -27,6 +27,8 @@ def test_all_is_exactly_the_public_surface() -> None:
         "local_backend",
         "annotations",
         "verify",
+        "fleet",
+        "telemetry",
     }
     assert names - submodules <= set(intentmesh.__all__) | {"TYPE_CHECKING", "Any"}
 

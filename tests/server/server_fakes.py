@@ -1,12 +1,38 @@
-"""In-process backends for the server tests: ones that never finish, and ones that call tools."""
+"""In-process backends for the server tests: ones that never finish, ones that call tools, and
+a loopback provider that publishes TEE evidence."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
+from intentmesh.testing import FakeOpenAIProvider, FakeRequest, FakeResponse
+from intentmesh.verify import build_tdx_quote
+
+GOLDEN_MRTD = "11" * 48
+
+
+class TeeProvider(FakeOpenAIProvider):
+    """An OpenAI-compatible provider that serves a TDX attestation report bound to the nonce at
+    ``GET /v1/attestation/report?nonce=`` (the ``kind = "openai"`` shape). Its measurement is
+    ``mrtd``: anything but :data:`GOLDEN_MRTD` fails the ``measurement`` check."""
+
+    def __init__(self, mrtd: str = GOLDEN_MRTD, **kwargs: Any) -> None:
+        super().__init__(["fake-llama"], **kwargs)
+        self.mrtd = mrtd
+        self._routes[("GET", "/v1/attestation/report")] = self._report
+
+    async def _report(self, request: FakeRequest) -> FakeResponse:
+        nonce = request.query["nonce"]
+        quote = build_tdx_quote(bytes.fromhex(nonce), mrtd=bytes.fromhex(self.mrtd))
+        return FakeResponse.json(
+            {"signing_address": "inst-1", "intel_quote": base64.b64encode(quote).decode(),
+             "nonce": nonce, "timestamp": time.time()}
+        )
 
 
 class StallingBackend:

@@ -50,8 +50,10 @@ def proof_entry(name: str, url: str, circuit: Circuit, price: float = 0.1) -> st
         f'proof = {{ system = "ezkl", settings = "{circuit.settings}", vk = "{circuit.vk}", '
         f'srs = "{circuit.srs}" }}'
     )
-    return backend_toml(name, url, price=price, levels=("proof",), extra=proof).replace(
-        'name = "llama-3.1-8b-instruct"', f'name = "{MODEL}"'
+    # timeout_s bounds a whole attempt, and proving takes long on a loaded machine.
+    entry = backend_toml(name, url, price=price, levels=("proof",), extra=proof)
+    return entry.replace('name = "llama-3.1-8b-instruct"', f'name = "{MODEL}"').replace(
+        "timeout_s = 5", "timeout_s = 120"
     )
 
 
