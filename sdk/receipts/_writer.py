@@ -43,8 +43,26 @@ MAX_GROUP = 1024
 """Receipts per transaction at most."""
 
 _Build = Callable[[int, str | None], Row]
-_Job = tuple[Mapping[str, Any], "Future[Receipt]"]
 _STOP = object()
+
+
+class _Job:
+    """One receipt to write and who waits for it: a thread (``future``) or an event loop."""
+
+    __slots__ = ("fields", "future", "loop")
+
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        future: Future[Receipt] | asyncio.Future[Receipt],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.fields = fields
+        self.future = future
+        self.loop = loop
+
+
+_Done = tuple[_Job, "Receipt | BaseException"]
 
 
 class ReceiptWriter:
@@ -76,12 +94,17 @@ class ReceiptWriter:
         """Queue ``fields``; the future holds the receipt (committed, in ``sync`` mode)."""
         future: Future[Receipt] = Future()
         self._ensure_thread()
-        self._queue.put((fields, future))
+        self._queue.put(_Job(fields, future))
         return future
 
     async def asubmit(self, fields: Mapping[str, Any]) -> Receipt:
-        """:meth:`submit` and wait for the receipt without blocking the event loop."""
-        return await asyncio.wrap_future(self.submit(fields))
+        """Queue ``fields`` and wait for the receipt without blocking the event loop (one
+        wake-up of the loop per transaction, however many receipts it held)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Receipt] = loop.create_future()
+        self._ensure_thread()
+        self._queue.put(_Job(fields, future, loop))
+        return await future
 
     def append(self, fields: Mapping[str, Any]) -> Receipt:
         """Blocking :meth:`submit` (for threads that have no event loop)."""
@@ -131,41 +154,37 @@ class ReceiptWriter:
             stop = self._group(q, first)
 
     def _group(self, q: queue.SimpleQueue[Any], first: Any) -> bool:
-        """One transaction: ``first`` and what follows; True when asked to stop."""
-        signed: list[tuple[Future[Receipt], Receipt]] = []
+        """One transaction: ``first`` and what is queued behind it; True when asked to stop."""
+        done: list[_Done] = []
         markers: list[Future[Receipt]] = []
-        stop = False
+        stop = delivered = False
         last_seq = 0
         try:
             with self.ledger._store.writing() as add:
                 item: Any = first
                 deadline = time.monotonic() + self.window_s
-                while True:
+                while item is not None:
                     if item is _STOP:
                         stop = True
                         break
                     if isinstance(item, Future):  # a flush marker
                         markers.append(item)
-                        if self.mode == "async":
-                            break  # commit now
                     else:
-                        seq = self._add(add, item, signed)
-                        last_seq = seq or last_seq
-                    if len(signed) >= MAX_GROUP:
-                        break
+                        last_seq = self._add(add, item, done) or last_seq
+                        if len(done) >= MAX_GROUP:
+                            break
                     item = self._next(q, deadline)
-                    if item is None:
-                        break
-        except BaseException as exc:  # noqa: BLE001 - the transaction rolled back: all fail
-            for future, _ in signed:
-                _settle(future, exc=exc)
-            for marker in markers:
-                _settle(marker, exc=exc)
+                if self.mode == "async":  # handed back before the commit
+                    _deliver(done)
+                    delivered = True
+        except BaseException as exc:  # noqa: BLE001 - rolled back: none of them is stored
+            if not delivered:
+                _deliver([(job, exc if isinstance(r, Receipt) else r) for job, r in done])
+            _deliver_markers(markers, exc)
             return stop
-        for future, receipt in signed:
-            _settle(future, receipt)
-        for marker in markers:
-            _settle(marker, exc=None)
+        if not delivered:
+            _deliver(done)
+        _deliver_markers(markers, None)
         if last_seq:
             self._seal(last_seq)
         return stop
@@ -180,31 +199,20 @@ class ReceiptWriter:
         except queue.Empty:
             return None
 
-    def _add(
-        self,
-        add: Callable[[_Build], Row],
-        job: _Job,
-        signed: list[tuple[Future[Receipt], Receipt]],
-    ) -> int | None:
-        fields, future = job
-        if not future.set_running_or_notify_cancel():
-            return None
+    def _add(self, add: Callable[[_Build], Row], job: _Job, done: list[_Done]) -> int | None:
+        """Sign and insert one receipt; a bad one is recorded as failed, a store error raised."""
         try:
-            row = add(self.ledger.row_builder(fields, self.key))
+            row = add(self.ledger.row_builder(job.fields, self.key))
         except UnicodeEncodeError:
-            _settle(future, exc=ReceiptError("canonical JSON: a string holds a lone surrogate"))
+            done.append((job, ReceiptError("canonical JSON: a string holds a lone surrogate")))
             return None
         except ReceiptError as exc:  # bad fields: this receipt fails, the others go on
-            _settle(future, exc=exc)
+            done.append((job, exc))
             return None
         except BaseException as exc:  # the store failed: the whole transaction rolls back
-            _settle(future, exc=exc)
+            done.append((job, exc))
             raise
-        receipt = _receipt(row)
-        if self.mode == "async":
-            future.set_result(receipt)  # handed back before the commit
-        else:
-            signed.append((future, receipt))
+        done.append((job, _receipt(row)))
         return row.seq
 
     def _seal(self, last_seq: int) -> None:
@@ -212,12 +220,37 @@ class ReceiptWriter:
             self.ledger.seal_if_due(last_seq, self.key)
 
 
-def _settle(future: Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
+def _deliver(done: list[_Done]) -> None:
+    """Hand each receipt (or error) to its waiter: one call into each event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
+    for job, outcome in done:
+        if job.loop is None:
+            _settle(job.future, outcome)  # type: ignore[arg-type]
+        else:
+            by_loop.setdefault(job.loop, []).append((job, outcome))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settle_all, items)
+
+
+def _settle_all(items: list[_Done]) -> None:
+    for job, outcome in items:
+        _settle(job.future, outcome)
+
+
+def _deliver_markers(markers: list[Future[Receipt]], exc: BaseException | None) -> None:
+    for marker in markers:
+        _settle(marker, exc)
+
+
+def _settle(future: Future[Any] | asyncio.Future[Any], outcome: Any) -> None:
+    """Set ``future`` to ``outcome`` (an exception is raised to the waiter) unless it is done
+    (a caller that gave up cancels its future)."""
     if future.done():
         return
-    if not future.running():
-        future.set_running_or_notify_cancel()
-    if exc is not None:
-        future.set_exception(exc)
+    if isinstance(future, Future) and not future.set_running_or_notify_cancel():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
     else:
-        future.set_result(result)
+        future.set_result(outcome)
