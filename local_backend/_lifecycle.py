@@ -31,7 +31,9 @@ from intentmesh.local_backend._serve import DEFAULT_HOST, DEFAULT_PORT, port_is_
 
 __all__ = ["LocalServer", "ServerRecord", "data_dir"]
 
-_START_TIMEOUT_S: dict[str, float] = {"torch": 180.0, "llamacpp": 120.0, "vllm": 900.0}
+_START_TIMEOUT_S: dict[str, float] = {
+    "torch": 180.0, "llamacpp": 120.0, "xllamacpp": 120.0, "vllm": 900.0,
+}  # fmt: skip
 
 
 def data_dir() -> Path:
@@ -57,10 +59,16 @@ class ServerRecord:
     log: str
     started_at: float
     proc_start: str | None = None
+    own_group: bool = True  # False: a foreground `local serve` inside the caller's group
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def foreground(self) -> bool:
+        """Started by ``intentmesh local serve`` (its output on that terminal, no log file)."""
+        return not self.log
 
 
 class LocalServer:
@@ -77,7 +85,9 @@ class LocalServer:
         vllm_args: Sequence[str] = (),
         start_timeout_s: float | None = None,
         home: Path | None = None,
+        threads: int | None = None,
     ):
+        self.threads = threads
         self.model = model
         self.engine = engine
         self.host = host
@@ -124,9 +134,28 @@ class LocalServer:
         record = self.status()
         if record is None:
             return False
-        _kill_group(record.pid, timeout_s)
+        _kill_group(record.pid, timeout_s, group=record.own_group)
         self.record_path.unlink(missing_ok=True)
         return True
+
+    def register_foreground(self, engine: str, ref: ModelRef) -> ServerRecord:
+        """Record this process as the server on the port (``local serve``, once it serves)."""
+        pid = os.getpid()
+        record = ServerRecord(
+            pid=pid, host=self.host, port=self.port, engine=engine, model=ref.name,
+            model_path=str(ref.path), log="", started_at=time.time(),
+            proc_start=_proc_start(pid), own_group=_leads_group(pid),
+        )  # fmt: skip
+        self._dir.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            self.record_path.write_text(json.dumps(asdict(record), indent=2))
+        return record
+
+    def unregister_foreground(self) -> None:
+        """Remove this process's record, if the record on the port is still ours."""
+        record = self._read_record()
+        if record is not None and record.pid == os.getpid():
+            self.record_path.unlink(missing_ok=True)
 
     def _reuse(self, record: ServerRecord, ref: ModelRef, engine: EngineName) -> ServerRecord:
         if record.model_path != str(ref.path) or (
@@ -146,7 +175,7 @@ class LocalServer:
             raise PortInUse(self.host, self.port, "and not by a server intentmesh started")
         cmd = command(
             engine, ref, self.host, self.port,
-            vllm_python=self.vllm_python, vllm_args=self.vllm_args,
+            vllm_python=self.vllm_python, vllm_args=self.vllm_args, threads=self.threads,
         )  # fmt: skip
         self._dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
@@ -162,7 +191,7 @@ class LocalServer:
         try:
             self._wait_ready(record, self._timeout(engine))
         except BaseException:
-            _kill_group(record.pid, 5.0)
+            _kill_group(record.pid, 5.0, group=True)
             self.record_path.unlink(missing_ok=True)
             raise
         return record
@@ -276,19 +305,31 @@ def _same_process(record: ServerRecord) -> bool:
     return record.proc_start is None or _proc_start(record.pid) in {None, record.proc_start}
 
 
-def _kill_group(pid: int, timeout_s: float) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left of it."""
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except (OSError, AttributeError):  # pragma: no cover - no process groups
+        return False
+
+
+def _kill_group(pid: int, timeout_s: float, *, group: bool) -> None:
+    """SIGTERM the process group, wait, then SIGKILL whatever is left of it.
+
+    Without ``group`` (a foreground server inside someone else's group) only ``pid`` is
+    signalled: it stops its own children (vLLM) when it gets SIGTERM.
+    """
     if sys.platform == "win32":  # pragma: no cover
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
         return
+    kill = os.killpg if group else os.kill
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
+        kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and _exit_code(pid) is None:
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+        kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _exit_code(pid) is None:
         time.sleep(0.05)

@@ -31,10 +31,16 @@ class LlamaCppEngine:
         self._formatter = _chat_formatter(llama)
 
     @classmethod
-    def load(cls, path: str | Path, *, model_id: str | None = None) -> LlamaCppEngine:
+    def load(
+        cls, path: str | Path, *, model_id: str | None = None, threads: int | None = None
+    ) -> LlamaCppEngine:
+        """Load a GGUF file with ``threads`` CPU threads (default: the usable cores)."""
+        from intentmesh.local_backend._xllamacpp_engine import usable_cores
+
         llama = import_module("llama_cpp").Llama(
-            model_path=str(path), n_ctx=_MAX_CONTEXT, verbose=False
-        )
+            model_path=str(path), n_ctx=_MAX_CONTEXT, verbose=False,
+            n_threads=threads or usable_cores(), n_threads_batch=threads or usable_cores(),
+        )  # fmt: skip
         return cls(model_id or Path(path).stem, llama)
 
     def encode_chat(self, messages: Sequence[dict[str, Any]]) -> list[int]:

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from intentmesh.errors import validation_message
 from intentmesh.local_backend._generation import GenerationResult, SamplingParams
 
 __all__ = [
@@ -120,7 +121,8 @@ def parse_body(model: type[_B], raw: bytes) -> _B:
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
-        message = f"{param}: {first['msg']}" if param else first["msg"]
+        text = validation_message(first)
+        message = f"{param}: {text}" if param else text
         raise ApiError(400, message, param=param) from None
 
 

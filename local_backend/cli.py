@@ -18,7 +18,11 @@ ModelOpt = Annotated[
     str | None,
     typer.Option(help="Model folder, .gguf file or cached HF id (default: embedded SmolLM2)."),
 ]
-EngineOpt = Annotated[str, typer.Option(help="auto, torch, llamacpp or vllm.")]
+EngineOpt = Annotated[str, typer.Option(help="auto, xllamacpp, llamacpp, torch or vllm.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="CPU threads for the llama.cpp engines (default: usable cores)."),
+]
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option(help="Port to listen on.")]
 VllmArgs = Annotated[
@@ -37,11 +41,19 @@ def serve_command(
     port: PortOpt = DEFAULT_PORT,
     vllm_python: VllmOpt = None,
     vllm_arg: VllmArgs = None,
+    threads: ThreadsOpt = None,
 ) -> None:
-    """Serve a model in the foreground until Ctrl-C."""
-    typer.echo(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)", err=True)
+    """Serve a model in the foreground until Ctrl-C (shown by `local status`, reused by
+    `local start` and the local backend)."""
+
+    def ready(url: str) -> None:
+        typer.echo(f"serving on {url} (Ctrl-C stops)", err=True)
+
     with _errors():
-        serve(model, engine, host, port, vllm_python=vllm_python, vllm_args=vllm_arg or ())
+        serve(
+            model, engine, host, port, vllm_python=vllm_python, vllm_args=vllm_arg or (),
+            threads=threads, on_ready=ready,
+        )  # fmt: skip
 
 
 @app.command("start")
@@ -52,11 +64,12 @@ def start_command(
     port: PortOpt = DEFAULT_PORT,
     vllm_python: VllmOpt = None,
     vllm_arg: VllmArgs = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Start a server in the background (or reuse the one already on the port)."""
     server = LocalServer(
         model, engine=engine, host=host, port=port, vllm_python=vllm_python,
-        vllm_args=vllm_arg or (),
+        vllm_args=vllm_arg or (), threads=threads,
     )  # fmt: skip
     with _errors():
         record = server.ensure_running()
@@ -78,7 +91,8 @@ def status_command(port: PortOpt = DEFAULT_PORT) -> None:
         typer.echo(f"no local server on port {port}")
         raise typer.Exit(1)
     typer.echo(f"{record.model} ({record.engine}, pid {record.pid}) at {record.base_url}")
-    typer.echo(f"log: {record.log}")
+    log = "none (foreground `local serve`)" if record.foreground else record.log
+    typer.echo(f"log: {log}")
 
 
 class _errors:

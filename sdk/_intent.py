@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from intentmesh.errors import IntentValidationError
+from intentmesh.errors import IntentValidationError, validation_message
 
 __all__ = [
     "Intent",
@@ -17,10 +17,17 @@ __all__ = [
     "VERIFIABILITY_LEVELS",
 ]
 
-Verifiability = Literal["none", "receipt", "attested", "consensus", "proof"]
+Verifiability = Literal["none", "receipt", "attested", "consensus", "proof", "spot"]
 Optimize = Literal["cost", "latency", "balanced"]
 OnMidstream = Literal["error", "continue"]
-VERIFIABILITY_LEVELS: tuple[str, ...] = ("none", "receipt", "attested", "consensus", "proof")
+VERIFIABILITY_LEVELS: tuple[str, ...] = (
+    "none",
+    "receipt",
+    "attested",
+    "consensus",
+    "proof",
+    "spot",
+)
 
 _FIXES: dict[str, str] = {
     "model": "name a catalog model such as 'llama-3.1-8b-instruct', or a list in preference order",
@@ -33,7 +40,7 @@ _FIXES: dict[str, str] = {
     "max_ttft_ms": "use a positive number of milliseconds such as 2000, or None for no limit",
     "stall_ms": "use a positive number of milliseconds such as 5000, or None for no limit",
     "on_midstream": "use 'error' (raise MidStreamError) or 'continue' (next backend continues)",
-    "verifiability": "use one of: none, receipt, attested, consensus, proof",
+    "verifiability": "use one of: none, receipt, attested, consensus, proof, spot",
     "optimize": "use one of: cost, latency, balanced",
     "hedge": "use False, True (automatic delay) or a delay in milliseconds such as 500",
     "networks": "use a list of network or backend names, or None for all",
@@ -41,6 +48,8 @@ _FIXES: dict[str, str] = {
     "seed": "use a whole number, or None",
     "consensus_k": "use a whole number of backends from 2 to 16, or None for the default (2)",
     "consensus_threshold": "use a similarity above 0 and at most 1 (1 = exact match), or None",
+    "spot_rate": "use a share of requests from 0 to 1 such as 0.1, or None for the default",
+    "spot_fail": "use True (fail the request on a disagreement), False, or None",
 }
 
 
@@ -84,6 +93,8 @@ class Intent(BaseModel):
     cache: bool = False
     consensus_k: int | None = Field(None, ge=2, le=16)
     consensus_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    spot_rate: float | None = Field(None, ge=0.0, le=1.0)
+    spot_fail: bool | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
@@ -153,7 +164,7 @@ def _explain(exc: ValidationError) -> list[tuple[str, str]]:
         else:
             fix = _FIXES.get(top, "")
             got = _short(err.get("input"))
-            message = f"{err['msg'].lower()} (got {got})" + (f"; {fix}" if fix else "")
+            message = f"{validation_message(err).lower()} (got {got})" + (f"; {fix}" if fix else "")
         pairs.append((field, message))
     return _dedupe_union(pairs)
 

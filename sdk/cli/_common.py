@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import weakref
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from intentmesh import Gateway, Intent
+    from intentmesh.config import GatewayConfig
 
 __all__ = [
     "ConfigOpt",
@@ -65,11 +67,30 @@ def options(
     return Options(config or base.config, json_out or base.json, verbose or base.verbose)
 
 
+def load_configs(opts: Options) -> tuple[GatewayConfig, GatewayConfig]:
+    """(the config file as written, the effective config): ``--config`` or the discovered file,
+    plus what ``Gateway()`` adds with no config (the embedded local default, networks whose
+    key is set). ``--config PATH`` and a discovered file behave the same."""
+    from intentmesh._zeroconf import with_zero_config
+    from intentmesh.config import discover_config_path, load_config, parse_config
+
+    path = opts.config or discover_config_path()
+    written = load_config(path) if path else parse_config("", "<defaults>")
+    return written, with_zero_config(written)
+
+
+# Backends each CLI gateway got from its config file (not added by zero-config).
+_WRITTEN: weakref.WeakKeyDictionary[Gateway, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
 def open_gateway(opts: Options, **kwargs: Any) -> Gateway:
-    """The gateway for ``--config`` (or the discovered config)."""
+    """The gateway for ``--config`` (or the discovered config), with the zero-config backends."""
     from intentmesh import Gateway
 
-    return Gateway(opts.config, **kwargs) if opts.config else Gateway(**kwargs)
+    written, effective = load_configs(opts)
+    gateway = Gateway(effective, **kwargs)
+    _WRITTEN[gateway] = frozenset(b.name for b in written.backends)
+    return gateway
 
 
 def emit_json(data: Any) -> None:
@@ -136,6 +157,7 @@ def read_prompt(prompt: str) -> str:
 class Verifiability(StrEnum):
     none = "none"
     receipt = "receipt"
+    spot = "spot"
     attested = "attested"
     consensus = "consensus"
     proof = "proof"
@@ -303,8 +325,12 @@ def served_models(gateway: Gateway) -> list[str]:
 
 
 def default_model(gateway: Gateway) -> str:
-    """The model when ``--model`` is left out: the one model the config serves."""
-    served = served_models(gateway)
+    """The model when ``--model`` is left out: the one model the config file's backends serve;
+    with none, the one model the zero-config backends (the embedded local default) serve."""
+    written = _WRITTEN.get(gateway)
+    served = sorted({o.model for o in gateway.offers if written is None or o.backend in written})
+    if not served:
+        served = served_models(gateway)
     if len(served) == 1:
         return served[0]
     if not served:

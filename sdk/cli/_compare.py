@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +12,7 @@ import typer
 from intentmesh.cli._common import (
     ConfigOpt,
     JsonOpt,
+    Options,
     VerboseOpt,
     console,
     default_model,
@@ -22,10 +23,31 @@ from intentmesh.cli._common import (
     options,
     unknown_model_hint,
 )
-from intentmesh.cli._errors import EXIT_FAILURE, EXIT_NO_ROUTE, EXIT_USAGE, CliError
+from intentmesh.cli._errors import (
+    EXIT_FAILURE,
+    EXIT_NO_ROUTE,
+    EXIT_USAGE,
+    CliError,
+    read_failure,
+)
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from intentmesh import Gateway
+    from intentmesh.cli._prices import PriceCatalog, References
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One logged request: its tokens, what was paid for it (receipts only) and its model."""
+
+    input_tokens: float
+    output_tokens: float
+    paid_usd: float | None = None
+    model: str | None = None
+    counted: str = "given"  # how the tokens were known: measured, given, tokenizer, estimate
+    messages: tuple[dict[str, Any], ...] = ()  # a prompt line's conversation, to count
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,38 @@ class Workload:
     avg_input_tokens: float
     avg_output_tokens: float
     source: str
+    log: tuple[Request, ...] = ()
+    tokenizer: str | None = None  # the file whose tokenizer counted the prompt lines
+
+    @classmethod
+    def from_log(cls, log: tuple[Request, ...], source: str) -> Workload:
+        n = len(log)
+        return cls(
+            n,
+            sum(r.input_tokens for r in log) / n,
+            sum(r.output_tokens for r in log) / n,
+            source,
+            log,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The ``workload`` object of ``compare --json``."""
+        counts: dict[str, int] = {}
+        for r in self.log:
+            counts[r.counted] = counts.get(r.counted, 0) + 1
+        return {
+            "requests": self.requests,
+            "avg_input_tokens": self.avg_input_tokens,
+            "avg_output_tokens": self.avg_output_tokens,
+            "source": self.source,
+            **({"token_counts": counts} if counts else {}),
+            **({"tokenizer": self.tokenizer} if self.tokenizer else {}),
+        }
+
+
+RECEIPTS = "receipts"
+STALE_TABLE_DAYS = 180
+STALE_CATALOG_DAYS = 30
 
 
 def compare(
@@ -45,7 +99,7 @@ def compare(
         typer.Option(
             "--model",
             "-m",
-            help="Model name or alias (default: the only served one).",
+            help="Model name or alias (default: the receipts' model, else the only served one).",
             show_default=False,
         ),
     ] = None,
@@ -55,8 +109,8 @@ def compare(
             "--workload",
             "-w",
             dir_okay=False,
-            help="Traffic: a JSONL request log or exported receipts, or a JSON/TOML summary "
-            "with requests, avg_in, avg_out.",
+            help="Traffic: 'receipts' (this config's receipt ledger), a JSONL request log or "
+            "exported receipts, or a JSON/TOML summary with requests, avg_in, avg_out.",
             show_default=False,
         ),
     ] = None,
@@ -76,6 +130,22 @@ def compare(
             "--avg-out", min=0, help="Average output tokens per request.", show_default=False
         ),
     ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="Fetch current reference prices from the public catalog first (and cache them).",
+        ),
+    ] = False,
+    prices_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prices-url",
+            help="Catalog base URL for --refresh [default: $INTENTMESH_PRICES_URL, "
+            "else https://openrouter.ai].",
+            show_default=False,
+        ),
+    ] = None,
     png: Annotated[
         Path | None,
         typer.Option(
@@ -91,10 +161,18 @@ def compare(
 ) -> None:
     """Projected monthly cost of a workload on each backend, next to centralized reference
     prices for the same or an equivalent model, with the savings ratio."""
+    from intentmesh.cli._prices import current_catalog
+
     opts = options(ctx, config, json_out, verbose)
-    load = resolve_workload(workload, requests, avg_in, avg_out)
+    if png is not None:
+        charts_available()
+    base = _base_workload(opts, workload, requests, avg_in, avg_out)
+    catalog, notes = current_catalog(refresh, prices_url)
     with open_gateway(opts) as gw:
-        data = compare_data(gw, model or default_model(gw), load)
+        name = model or _log_model(base) or default_model(gw)
+        narrowed = counted(for_model(base, gw, name), gw.catalog.resolve(name))
+        load = with_overrides(narrowed, requests, avg_in, avg_out)
+        data = compare_data(gw, name, load, catalog, notes)
     if png is not None:
         draw_png(data, png)
         data["png"] = str(png)
@@ -104,18 +182,13 @@ def compare(
         render_compare(data)
 
 
-def resolve_workload(
-    file: Path | None, requests: int | None, avg_in: int | None, avg_out: int | None
-) -> Workload:
-    """A workload file, with any of the three numbers overridden by options."""
+def _base_workload(
+    opts: Options, file: Path | None, requests: int | None, avg_in: int | None, avg_out: int | None
+) -> Workload | None:
     if file is not None:
-        base = read_workload(file)
-        return Workload(
-            requests if requests is not None else base.requests,
-            avg_in if avg_in is not None else base.avg_input_tokens,
-            avg_out if avg_out is not None else base.avg_output_tokens,
-            base.source,
-        )
+        if str(file) == RECEIPTS and not file.exists():
+            return read_ledger(opts)
+        return read_workload(file)
     missing = [
         n
         for n, v in (("--requests", requests), ("--avg-in", avg_in), ("--avg-out", avg_out))
@@ -123,19 +196,75 @@ def resolve_workload(
     ]
     if missing:
         raise CliError(
-            "give --workload FILE, or all of --requests, --avg-in, --avg-out "
-            f"(missing {', '.join(missing)})",
+            "give --workload FILE (or --workload receipts), or all of --requests, --avg-in, "
+            f"--avg-out (missing {', '.join(missing)})",
             EXIT_USAGE,
         )
-    assert requests is not None and avg_in is not None and avg_out is not None
-    return Workload(requests, avg_in, avg_out, "options")
+    return None
+
+
+def with_overrides(
+    base: Workload | None, requests: int | None, avg_in: int | None, avg_out: int | None
+) -> Workload:
+    if base is None:
+        assert requests is not None and avg_in is not None and avg_out is not None
+        return Workload(requests, avg_in, avg_out, "options")
+    return Workload(
+        requests if requests is not None else base.requests,
+        avg_in if avg_in is not None else base.avg_input_tokens,
+        avg_out if avg_out is not None else base.avg_output_tokens,
+        base.source,
+        base.log,
+        base.tokenizer,
+    )
+
+
+def _log_model(load: Workload | None) -> str | None:
+    """The model of a log whose lines all name the same one (receipts do)."""
+    models = {r.model for r in (load.log if load else ())}
+    return models.pop() if len(models) == 1 and None not in models else None
+
+
+def for_model(load: Workload | None, gw: Gateway, model: str) -> Workload | None:
+    """A log narrowed to the lines of ``model`` (lines that name no model always count)."""
+    if load is None or not any(r.model for r in load.log):
+        return load
+    canonical = gw.catalog.resolve(model)
+    kept = tuple(r for r in load.log if r.model is None or gw.catalog.resolve(r.model) == canonical)
+    if not kept:
+        found = sorted({r.model for r in load.log if r.model})
+        raise CliError(
+            f"{load.source} has no requests for {model} (it has {', '.join(found)}); pass --model",
+            EXIT_USAGE,
+        )
+    return Workload.from_log(kept, load.source) if len(kept) < len(load.log) else load
+
+
+def read_ledger(opts: Options) -> Workload:
+    """Every receipt in the config's ledger (``--workload receipts``)."""
+    from intentmesh.cli._receipts import ledger_path
+    from intentmesh.receipts import Ledger
+
+    path = ledger_path(opts, None)
+    if not path.exists():
+        raise CliError(
+            f"--workload receipts: no receipt ledger at {path}; it is created by the first "
+            "`intentmesh infer`, or pass an export with --workload FILE",
+            EXIT_USAGE,
+        )
+    with Ledger(path) as book:
+        lines = [r.to_dict() for r in book]
+    log = tuple(r for r in (_request(line) for line in lines) if r is not None)
+    if not log:
+        raise CliError(f"--workload receipts: the ledger {path} has no receipts yet", EXIT_USAGE)
+    return Workload.from_log(log, str(path))
 
 
 def read_workload(file: Path) -> Workload:
     try:
         text = file.read_text("utf-8")
     except OSError as exc:
-        raise CliError(f"cannot read workload {file}: {exc.strerror}", EXIT_USAGE) from None
+        raise read_failure(file, exc, "--workload ") from None
     if file.suffix in (".json", ".toml"):
         return _summary(file, text)
     return _log(file, text)
@@ -163,41 +292,86 @@ def _summary(file: Path, text: str) -> Workload:
 
 
 def _log(file: Path, text: str) -> Workload:
-    count, total_in, total_out = 0, 0.0, 0.0
+    log: list[Request] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            tokens_in, tokens_out = _tokens(json.loads(line))
+            request = _request(json.loads(line))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CliError(
                 f"{file}:{number}: not a request or receipt line ({exc})", EXIT_USAGE
             ) from None
-        count += 1
-        total_in += tokens_in
-        total_out += tokens_out
-    if not count:
+        if request is not None:
+            log.append(request)
+    if not log:
         raise CliError(f"{file}: no requests in the file", EXIT_USAGE)
-    return Workload(count, total_in / count, total_out / count, str(file))
+    return Workload.from_log(tuple(log), str(file))
 
 
-def _tokens(item: dict[str, Any]) -> tuple[float, float]:
-    """(input, output) tokens of one JSONL line: measured usage, explicit counts, or an estimate."""
+def _request(item: dict[str, Any]) -> Request | None:
+    """One JSONL line: measured usage (receipts), explicit counts, or a prompt to count.
+
+    Receipt lines that are not requests (ledger checkpoints, key rotations) give None.
+    """
+    body = item.get("body")
+    if isinstance(body, dict):
+        if "usage" not in body:
+            return None
+        usage, paid = body["usage"], body.get("cost_usd")
+        return Request(
+            float(usage["prompt_tokens"]),
+            float(usage["completion_tokens"]),
+            float(paid) if isinstance(paid, int | float) else None,
+            body.get("model"),
+            "measured",
+        )
+    if isinstance(item.get("usage"), dict):
+        usage = item["usage"]
+        return Request(
+            float(usage["prompt_tokens"]), float(usage["completion_tokens"]), counted="measured"
+        )
+    if "input_tokens" in item:
+        return Request(float(item["input_tokens"]), float(item["output_tokens"]))
+    return _prompt_request(item)
+
+
+def _prompt_request(item: dict[str, Any]) -> Request:
     from intentmesh.router import EXPECTED_OUTPUT_FRACTION, estimate_prompt_tokens
 
-    usage = item.get("usage") or (item.get("body") or {}).get("usage")
-    if isinstance(usage, dict):
-        return float(usage["prompt_tokens"]), float(usage["completion_tokens"])
-    if "input_tokens" in item:
-        return float(item["input_tokens"]), float(item["output_tokens"])
     messages = item.get("messages") or [{"role": "user", "content": item["prompt"]}]
     _, expected = estimate_prompt_tokens(messages)
-    return float(expected), float(item.get("max_tokens", 256)) * EXPECTED_OUTPUT_FRACTION
+    output = float(item.get("max_tokens", 256)) * EXPECTED_OUTPUT_FRACTION
+    return Request(float(expected), output, counted="estimate", messages=tuple(messages))
 
 
-def compare_data(gw: Gateway, model: str, load: Workload) -> dict[str, Any]:
+def counted(load: Workload | None, canonical: str) -> Workload | None:
+    """Prompt lines recounted with the model's own tokenizer when it is on this machine."""
+    from intentmesh.cli._tokencount import counter_for
+
+    if load is None or not any(r.messages for r in load.log):
+        return load
+    counter = counter_for(canonical)
+    if counter is None:
+        return load
+    log = tuple(
+        replace(r, input_tokens=float(counter.count(r.messages)), counted="tokenizer")
+        if r.messages
+        else r
+        for r in load.log
+    )
+    return replace(Workload.from_log(log, load.source), tokenizer=counter.source)
+
+
+def compare_data(
+    gw: Gateway,
+    model: str,
+    load: Workload,
+    catalog: PriceCatalog | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """The ``compare --json`` document (schema ``intentmesh.compare.v1``)."""
-    from intentmesh.cli._reference import reference_table
+    from intentmesh.cli._prices import references_for
 
     canonical = gw.catalog.resolve(model)
     offers = sorted(
@@ -207,7 +381,7 @@ def compare_data(gw: Gateway, model: str, load: Workload) -> dict[str, Any]:
     if not offers:
         hint = unknown_model_hint(gw, (model,)) or "no configured backend serves it"
         raise CliError(f"cannot compare {model!r}: {hint}", EXIT_NO_ROUTE)
-    table = reference_table()
+    refs = references_for(canonical, catalog, notes=notes)
     n, a_in, a_out = load.requests, load.avg_input_tokens, load.avg_output_tokens
     rows: list[dict[str, Any]] = [
         {
@@ -223,21 +397,22 @@ def compare_data(gw: Gateway, model: str, load: Workload) -> dict[str, Any]:
         }
         for o in offers
     ]
-    refs = table.for_model(canonical)
     rows += [
         {
             "kind": "reference",
-            "name": p.provider,
+            "name": r.price.provider,
             "network": None,
-            "provider": p.provider,
-            "model": p.model,
-            "relation": relation,
-            "input_price": p.input,
-            "output_price": p.output,
-            "monthly_cost_usd": p.monthly(n, a_in, a_out),
-            "source": table.source_url(p.provider),
+            "provider": r.price.provider,
+            "model": r.price.model,
+            "relation": r.relation,
+            "input_price": r.price.input,
+            "output_price": r.price.output,
+            "monthly_cost_usd": r.price.monthly(n, a_in, a_out),
+            "source": r.source,
+            "as_of": r.as_of,
+            "origin": r.origin,
         }
-        for p, relation in refs
+        for r in refs.rows
     ]
     baseline = _baseline(rows)
     cheapest = min((r for r in rows if r["kind"] == "backend"), key=lambda r: r["monthly_cost_usd"])
@@ -251,21 +426,78 @@ def compare_data(gw: Gateway, model: str, load: Workload) -> dict[str, Any]:
     return {
         "schema": "intentmesh.compare.v1",
         "model": canonical,
-        "workload": asdict(load),
-        "reference": {
-            "as_of": table.as_of,
-            "age_days": table.age_days(),
-            "currency": table.currency,
-            "unit": table.unit,
-            "sources": list(table.sources),
-        },
+        "workload": load.summary(),
+        "reference": reference_info(refs),
         "rows": rows,
         "cheapest_backend": cheapest["name"],
         "baseline": {k: baseline[k] for k in ("name", "model", "relation", "monthly_cost_usd")}
         if baseline
         else None,
+        "traffic": traffic(load, rows),
         "png": None,
     }
+
+
+def reference_info(refs: References) -> dict[str, Any]:
+    """Where the reference prices come from: the catalog (and its fetch time) or the table."""
+    from intentmesh.cli._prices import CATALOG_NAME
+
+    table, catalog = refs.bundled, refs.catalog
+    live = catalog is not None and any(r.origin == "catalog" for r in refs.rows)
+    bundled = not live or any(r.origin == "bundled" for r in refs.rows)
+    sources: list[dict[str, str]] = []
+    if live and catalog is not None:
+        sources.append({"provider": "openrouter", "name": f"{CATALOG_NAME} models API",
+                        "url": catalog.url})  # fmt: skip
+    if bundled:
+        used = {r.price.provider for r in refs.rows if r.origin == "bundled"}
+        sources += [s for s in table.sources if s.get("provider") in used or not refs.rows]
+    return {
+        "as_of": catalog.fetched_date() if live and catalog else table.as_of,
+        "age_days": catalog.age_days() if live and catalog else table.age_days(),
+        "currency": table.currency,
+        "unit": table.unit,
+        "sources": sources,
+        "catalog": {
+            "name": CATALOG_NAME,
+            "url": catalog.url,
+            "fetched_at": catalog.fetched_at,
+            "age_days": catalog.age_days(),
+        }
+        if catalog is not None
+        else None,
+        "origin": "+".join(n for n, used in (("catalog", live), ("bundled", bundled)) if used),
+        "bundled_as_of": table.as_of,
+        "bundled_age_days": table.age_days(),
+        "notes": list(refs.notes),
+    }
+
+
+def traffic(load: Workload, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the logged requests cost (receipts' ``cost_usd``) and what the same tokens, request
+    by request, would have cost on each row; None without receipts."""
+    paid = [r for r in load.log if r.paid_usd is not None]
+    if not paid:
+        return None
+    total = sum(r.paid_usd or 0.0 for r in paid)
+    out = {
+        "requests": len(paid),
+        "input_tokens": sum(r.input_tokens for r in paid),
+        "output_tokens": sum(r.output_tokens for r in paid),
+        "paid_usd": total,
+        "source": load.source,
+    }
+    for row in rows:
+        cost = (
+            sum(
+                r.input_tokens * row["input_price"] + r.output_tokens * row["output_price"]
+                for r in paid
+            )
+            / 1e6
+        )
+        row["traffic_cost_usd"] = cost
+        row["traffic_vs_paid"] = round(cost / total, 2) if total > 0 else None
+    return out
 
 
 def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -318,11 +550,93 @@ def render_compare(data: dict[str, Any]) -> None:
                 f"or how many times dearer than {data['cheapest_backend']} (reference rows)."
             )
         )
-    ref = data["reference"]
-    stale = f", {ref['age_days']} days old: re-check the sources" if ref["age_days"] > 180 else ""
-    out.print(Text(f"reference list prices as of {ref['as_of']}{stale} (sources in docs/cli.md)"))
+    count_line = token_count_line(data)
+    if count_line:
+        out.print(Text(count_line))
+    for line in reference_lines(data["reference"]):
+        out.print(Text(line))
+    if data.get("traffic"):
+        out.print(traffic_table(data))
     if data["png"]:
         out.print(Text(f"chart written to {data['png']}"))
+
+
+def token_count_line(data: dict[str, Any]) -> str | None:
+    """How the prompt lines' tokens were counted: the model's tokenizer, or the estimate."""
+    counts = data["workload"].get("token_counts", {})
+    if counts.get("tokenizer"):
+        return (
+            f"input tokens of {counts['tokenizer']} prompt line(s): counted with "
+            f"{data['model']}'s own tokenizer and chat template ({data['workload']['tokenizer']})"
+        )
+    if counts.get("estimate"):
+        return (
+            f"input tokens of {counts['estimate']} prompt line(s): estimated (4 characters per "
+            f"token plus template overhead); no tokenizer for {data['model']} on this machine"
+        )
+    return None
+
+
+def reference_lines(ref: dict[str, Any]) -> list[str]:
+    """Where the reference prices come from, how old they are, and every fallback."""
+    catalog = ref.get("catalog")
+    lines = [f"note: {n}" for n in ref.get("notes", ())]
+    if catalog is not None and "catalog" in ref["origin"]:
+        stale = (
+            f", {catalog['age_days']} days old: run `intentmesh prices refresh`"
+            if catalog["age_days"] > STALE_CATALOG_DAYS
+            else ""
+        )
+        lines.append(
+            f"reference prices: {catalog['name']} catalog ({catalog['url']}), fetched "
+            f"{_utc(catalog['fetched_at'])}{stale}"
+        )
+    if "bundled" in ref["origin"]:
+        age = ref["bundled_age_days"]
+        stale = (
+            f", {age} days old: run `intentmesh compare --refresh` for current prices"
+            if age > STALE_TABLE_DAYS
+            else ""
+        )
+        lines.append(
+            f"reference list prices: bundled table as of {ref['bundled_as_of']}{stale} "
+            "(sources in docs/cli.md)"
+        )
+    return lines
+
+
+def _utc(iso: str) -> str:
+    """``2026-11-30T16:56:23+00:00`` as ``2026-11-30 16:56 UTC``."""
+    return f"{iso[:10]} {iso[11:16]} UTC"
+
+
+def traffic_table(data: dict[str, Any]) -> Table:
+    """What the receipts' requests cost, and what the same tokens would have cost per row."""
+    from rich.text import Text
+
+    t = data["traffic"]
+    table = new_table(
+        f"your traffic: {t['requests']:,} requests from {t['source']}, "
+        f"{t['input_tokens']:,.0f} in / {t['output_tokens']:,.0f} out tokens; "
+        f"you paid {money(t['paid_usd'])}",
+        ["", "backend / reference", "model", "same tokens would cost", "vs paid"],
+        right=("same tokens would cost", "vs paid"),
+    )
+    for r in data["rows"]:
+        ratio = r.get("traffic_vs_paid")
+        table.add_row(
+            *(
+                Text(str(v))
+                for v in (
+                    "mesh" if r["kind"] == "backend" else r["relation"],
+                    r["name"],
+                    r["model"],
+                    money(r["traffic_cost_usd"]),
+                    "-" if ratio is None else f"{ratio:.1f}×",
+                )
+            )
+        )
+    return table
 
 
 def _savings(row: dict[str, Any]) -> str:
@@ -336,7 +650,7 @@ def bar_chart(data: dict[str, Any], width: int = 40) -> str:
     """Monthly cost as text bars, cheapest first."""
     rows = sorted(data["rows"], key=lambda r: r["monthly_cost_usd"])
     top = max((r["monthly_cost_usd"] for r in rows), default=0.0) or 1.0
-    label_width = min(48, max(len(_label(r)) for r in rows))
+    label_width = min(64, max(len(_label(r)) for r in rows))
     lines = []
     for r in rows:
         cells = r["monthly_cost_usd"] / top * width
@@ -353,8 +667,40 @@ def _label(row: dict[str, Any]) -> str:
     return str(row["name"]) if row["kind"] == "backend" else f"{row['name']} {row['model']}"
 
 
+def charts_available() -> None:
+    """Fail early, before any work, when ``--png`` cannot be drawn."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise CliError(
+            "--png needs matplotlib, which is not installed: pip install 'intentmesh[charts]'",
+            EXIT_FAILURE,
+        )
+
+
+COLORS = {"backend": "#2a9d8f", "same": "#e76f51", "equivalent": "#8d99ae", "paid": "#264653"}
+
+
 def draw_png(data: dict[str, Any], path: Path) -> None:
-    """A horizontal bar chart of monthly cost (matplotlib, Agg backend)."""
+    """Write :func:`chart_figure` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(data)
+    try:
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None
+    finally:
+        plt.close(fig)
+
+
+def chart_figure(data: dict[str, Any]) -> Any:
+    """Horizontal bars of monthly cost, and with receipts a second panel: what was paid vs what
+    the same tokens would have cost (matplotlib, Agg backend; the caller closes it)."""
     try:
         import matplotlib
 
@@ -362,41 +708,76 @@ def draw_png(data: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise CliError(
-            "--png needs matplotlib: pip install 'intentmesh[charts]'", EXIT_FAILURE
+            "--png needs matplotlib, which is not installed: pip install 'intentmesh[charts]'",
+            EXIT_FAILURE,
         ) from None
     rows = sorted(data["rows"], key=lambda r: r["monthly_cost_usd"], reverse=True)
-    colors = {"backend": "#2a9d8f", "same": "#e76f51", "equivalent": "#8d99ae"}
-    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.45 * len(rows)), dpi=120)
-    try:
-        bars = ax.barh(
-            [_label(r)[:44] for r in rows],
-            [r["monthly_cost_usd"] for r in rows],
-            color=[colors["backend" if r["kind"] == "backend" else r["relation"]] for r in rows],
-        )
-        ax.bar_label(
-            bars, labels=[money(r["monthly_cost_usd"]) for r in rows], padding=3, fontsize=8
-        )
-        load = data["workload"]
-        ax.set_title(
-            f"{data['model']}: projected monthly cost\n{load['requests']:,.0f} requests × "
-            f"{load['avg_input_tokens']:,.0f} input / "
-            f"{load['avg_output_tokens']:,.0f} output tokens",
+    panels = [("monthly_cost_usd", rows)]
+    if data.get("traffic"):
+        panels.append(("traffic_cost_usd", [_paid_row(data), *rows]))
+    heights = [len(p[1]) for p in panels]
+    fig, axes = plt.subplots(
+        len(panels), 1, squeeze=False, figsize=(11, 1.4 + 0.42 * sum(heights) + 1.0 * len(panels)),
+        dpi=120, gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    for ax, (field, panel_rows) in zip(axes[:, 0], panels, strict=True):
+        _bars(ax, panel_rows, field)
+    _titles(axes[:, 0], data)
+    fig.tight_layout()
+    return fig
+
+
+def _paid_row(data: dict[str, Any]) -> dict[str, Any]:
+    paid = data["traffic"]["paid_usd"]
+    return {"kind": "paid", "name": "you paid", "model": "", "traffic_cost_usd": paid}
+
+
+def _bars(ax: Any, rows: list[dict[str, Any]], field: str) -> None:
+    """One panel: full labels, every bar's value printed (a tiny bar's just past its end)."""
+    values = [r[field] for r in rows]
+    colors = [COLORS[r["kind"] if r["kind"] != "reference" else r["relation"]] for r in rows]
+    labels = ["you paid (receipts)" if r["kind"] == "paid" else _label(r) for r in rows]
+    bars = ax.barh(range(len(rows)), values, color=colors)
+    ax.set_yticks(range(len(rows)), labels=labels, fontsize=8)
+    top = max(values, default=0.0) or 1.0
+    for bar, value in zip(bars, values, strict=True):
+        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, money(value),
+                va="center", ha="left", fontsize=8)  # fmt: skip
+    ax.set_xlim(0, top * 1.22)
+    ax.invert_yaxis()
+
+
+def _titles(axes: Any, data: dict[str, Any]) -> None:
+    from matplotlib.patches import Patch
+
+    load, ref = data["workload"], data["reference"]
+    axes[0].set_title(
+        f"{data['model']}: projected monthly cost\n{load['requests']:,.0f} requests × "
+        f"{load['avg_input_tokens']:,.0f} input / {load['avg_output_tokens']:,.0f} output tokens",
+        fontsize=10,
+    )
+    axes[-1].set_xlabel(f"USD ({_price_source(ref)})", fontsize=8)
+    axes[0].set_xlabel("USD per month", fontsize=8) if len(axes) > 1 else None
+    legend = [
+        Patch(color=COLORS["backend"], label="this mesh"),
+        Patch(color=COLORS["same"], label="same model, centralized"),
+        Patch(color=COLORS["equivalent"], label="closed equivalent"),
+    ]
+    axes[0].legend(handles=legend, loc="lower right", fontsize=8)
+    if len(axes) > 1:
+        t = data["traffic"]
+        axes[1].set_title(
+            f"your traffic: {t['requests']:,} requests, {t['input_tokens']:,.0f} in / "
+            f"{t['output_tokens']:,.0f} out tokens: paid vs the same tokens elsewhere",
             fontsize=10,
         )
-        ax.set_xlabel(f"USD per month (reference list prices as of {data['reference']['as_of']})")
-        ax.margins(x=0.18)
-        from matplotlib.patches import Patch
 
-        legend = [
-            Patch(color=colors["backend"], label="this mesh"),
-            Patch(color=colors["same"], label="same model, centralized"),
-            Patch(color=colors["equivalent"], label="closed equivalent"),
-        ]
-        ax.legend(handles=legend, loc="upper right", fontsize=8)
-        fig.tight_layout()
-        try:
-            fig.savefig(path, format="png")
-        except OSError as exc:
-            raise CliError(f"cannot write {path}: {exc.strerror}", EXIT_FAILURE) from None
-    finally:
-        plt.close(fig)
+
+def _price_source(ref: dict[str, Any]) -> str:
+    catalog = ref.get("catalog")
+    parts = []
+    if catalog is not None and "catalog" in ref["origin"]:
+        parts.append(f"reference prices: {catalog['name']} catalog, fetched {ref['as_of']}")
+    if "bundled" in ref["origin"]:
+        parts.append(f"bundled list prices as of {ref['bundled_as_of']}")
+    return "; ".join(parts)

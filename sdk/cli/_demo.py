@@ -53,7 +53,8 @@ def demo(
     opts = options(ctx, None, json_out, verbose)
     with _home(home) as where, DemoNetwork(latency_scale=0.25) as net:
         config = _write_config(net, where)
-        data = _run(net, config, prompt, say=None if opts.json else _Printer())
+        say = None if opts.json else _Printer()
+        data = _run(net, config, prompt, say, kept=home is not None)
         data["home"] = str(where) if home else None
         if opts.json:
             emit_json(data)
@@ -65,7 +66,7 @@ def demo(
 def _home(given: Path | None) -> Iterator[Path]:
     if given is not None:
         given.mkdir(parents=True, exist_ok=True)
-        yield given
+        yield given.resolve()
         return
     with tempfile.TemporaryDirectory(prefix="intentmesh-demo-") as tmp:
         yield Path(tmp)
@@ -105,7 +106,27 @@ class _Printer:
         self.out.print(Text(text))
 
 
-def _run(net: DemoNetwork, config: Path, prompt: str, say: _Printer | None) -> dict[str, Any]:
+def next_steps(config: Path, kept: bool) -> str:
+    """Hints that run as printed: on the demo's config when it is kept, else on the user's own."""
+    import shlex
+
+    if kept:
+        cfg = shlex.quote(str(config))
+        return (
+            f"Next, on the demo's config and ledger: `intentmesh quote 'Hello' --config {cfg}`, "
+            f"`intentmesh receipts list --config {cfg}`; then `intentmesh config init` writes "
+            "your own config (see docs/cli.md)."
+        )
+    return (
+        "Next: `intentmesh quote 'Hello'` (the embedded local model, if installed), "
+        "`intentmesh config init` (your own backends), `intentmesh receipts list`; "
+        "`intentmesh demo --home DIR` keeps the demo's config and ledger (see docs/cli.md)."
+    )
+
+
+def _run(
+    net: DemoNetwork, config: Path, prompt: str, say: _Printer | None, kept: bool = False
+) -> dict[str, Any]:
     from intentmesh import Gateway, Intent
     from intentmesh.cli._infer import render_plan
     from intentmesh.testing import Fault
@@ -135,10 +156,7 @@ def _run(net: DemoNetwork, config: Path, prompt: str, say: _Printer | None) -> d
         if say:
             say.step("4. receipts: every call is signed and chained")
             say.line(str(report))
-            say.line(
-                f"\ndone in {time.perf_counter() - started:.1f} s. Next: `intentmesh config init`, "
-                "`intentmesh quote`, `intentmesh receipts list` (see docs/cli.md)."
-            )
+            say.line(f"\ndone in {time.perf_counter() - started:.1f} s. {next_steps(config, kept)}")
         return _data(the_plan, first, second, report, config)
 
 

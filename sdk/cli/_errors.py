@@ -25,6 +25,7 @@ __all__ = [
     "EXIT_VERIFY",
     "CliError",
     "exit_code_for",
+    "read_failure",
     "report",
 ]
 
@@ -86,6 +87,13 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"{exc.strerror or text}" + (f": {exc.filename}" if exc.filename else "")
     return f"internal error ({type(exc).__name__}): {text}; run with --verbose for the trace"
+
+
+def read_failure(path: object, exc: OSError, what: str = "") -> CliError:
+    """``PATH: no such file`` (the one wording for a file a command cannot read), exit 2."""
+    from intentmesh.errors import unreadable
+
+    return CliError(f"{what}{path}: {unreadable(exc)}", EXIT_USAGE)
 
 
 def report(exc: BaseException, verbose: bool) -> int:

@@ -22,7 +22,7 @@ from intentmesh.cli._common import (
     new_table,
     options,
 )
-from intentmesh.cli._errors import EXIT_USAGE, EXIT_VERIFY, CliError
+from intentmesh.cli._errors import EXIT_USAGE, EXIT_VERIFY, CliError, read_failure
 
 if TYPE_CHECKING:
     from intentmesh.config import GatewayConfig
@@ -342,7 +342,7 @@ def _verify_file(file: Path, keys: dict[str, object] | None) -> dict[str, Any]:
     try:
         handle = file.open(encoding="utf-8")
     except OSError as exc:
-        raise CliError(f"cannot read {file}: {exc.strerror}", EXIT_USAGE) from None
+        raise read_failure(file, exc, "--file ") from None
     with handle, Ledger(":memory:") as scratch:
         try:
             count = scratch.import_jsonl(handle, keys)

@@ -20,7 +20,8 @@ from intentmesh.fleet._accounts import AccountStore, Balance, Hold, Limits, Loca
 from intentmesh.fleet._health import RedisHealthShare
 from intentmesh.fleet._prices import RedisPriceCache
 from intentmesh.fleet._redis import RedisAccounts, RedisState
-from intentmesh.fleet._spend import Limited, admit, settle
+from intentmesh.fleet._spend import Limited, admit, cost_of_failure, settle
+from intentmesh.fleet._sqlite import SpendBook
 
 __all__ = [
     "AccountStore",
@@ -34,7 +35,9 @@ __all__ = [
     "RedisHealthShare",
     "RedisPriceCache",
     "RedisState",
+    "SpendBook",
     "admit",
+    "cost_of_failure",
     "open_fleet",
     "settle",
 ]

@@ -11,6 +11,7 @@ backend, network, cost and receipt id land in ``response_metadata``. See ``docs/
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -40,7 +41,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable  # noqa: TID253
 from langchain_core.tools import BaseTool  # noqa: TID253
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: TID253
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from intentmesh import Gateway, InferenceResult, Intent
 from intentmesh.adapters.base import Chunk, Usage
@@ -81,7 +82,9 @@ class ChatIntentmesh(BaseChatModel):
     stop: list[str] | None = None
     max_price_usd: float | None = None
     max_latency_ms: float | None = None
-    verifiability: Literal["none", "receipt", "attested", "consensus", "proof"] | None = None
+    verifiability: Literal["none", "receipt", "spot", "attested", "consensus", "proof"] | None = (
+        None
+    )
     optimize: Literal["cost", "latency", "balanced"] | None = None
     networks: list[str] | None = None
     exclude: list[str] | None = None
@@ -91,6 +94,7 @@ class ChatIntentmesh(BaseChatModel):
     streaming: bool = False
     config: str | None = Field(default=None, description="intentmesh.toml to build a Gateway")
     gateway: Gateway | None = Field(default=None, exclude=True)
+    _owned: weakref.finalize[Any, Any] | None = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -114,13 +118,51 @@ class ChatIntentmesh(BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
         tool_choice: str | dict[str, Any] | bool | None = None,
+        strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Send OpenAI-format tools (and ``tool_choice``) to backends that support them."""
-        formatted = [convert_to_openai_tool(t) for t in tools]
+        """Send OpenAI-format tools (and ``tool_choice``) to backends that support them.
+
+        ``strict`` marks each function schema strict, as ``ChatOpenAI`` does;
+        ``parallel_tool_calls=False`` keeps at most one call per answer.
+        """
+        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         if tool_choice is not None:
             kwargs["tool_choice"] = _tool_choice(tool_choice)
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
         return super().bind(tools=formatted, **kwargs)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the gateway this model built itself (a ``gateway=`` you passed stays yours).
+
+        Also happens when the model is garbage-collected; calling it again is harmless.
+        """
+        if self._owned is not None:
+            self._owned()
+            self._owned = None
+            self.gateway = None  # the next call builds a fresh one
+
+    async def aclose(self) -> None:
+        """Close the owned gateway's connections on the running loop, then the gateway."""
+        if self._owned is not None and self._owned.alive and self.gateway is not None:
+            await self.gateway.aclose()
+        self.close()
+
+    def __enter__(self) -> ChatIntentmesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ChatIntentmesh:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -133,8 +175,9 @@ class ChatIntentmesh(BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        single = kwargs.get("parallel_tool_calls") is False
         result = self._gateway().infer(self._intent(messages, stop, kwargs))
-        return _chat_result(result)
+        return _chat_result(result, single)
 
     async def _agenerate(
         self,
@@ -146,8 +189,9 @@ class ChatIntentmesh(BaseChatModel):
         if self.streaming:
             chunks = self._astream(messages, stop, run_manager, **kwargs)
             return await agenerate_from_stream(chunks)
+        single = kwargs.get("parallel_tool_calls") is False
         result = await self._gateway().ainfer(self._intent(messages, stop, kwargs))
-        return _chat_result(result)
+        return _chat_result(result, single)
 
     def _stream(
         self,
@@ -156,10 +200,11 @@ class ChatIntentmesh(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        single = kwargs.get("parallel_tool_calls") is False
         stream = self._gateway().stream(self._intent(messages, stop, kwargs))
         for chunk in stream:
             if chunk.text or chunk.tool_calls:
-                out = _chunk(chunk)
+                out = _chunk(chunk, single)
                 if run_manager is not None:
                     run_manager.on_llm_new_token(chunk.text, chunk=out)
                 yield out
@@ -173,10 +218,11 @@ class ChatIntentmesh(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        single = kwargs.get("parallel_tool_calls") is False
         stream = self._gateway().astream(self._intent(messages, stop, kwargs))
         async for chunk in stream:
             if chunk.text or chunk.tool_calls:
-                out = _chunk(chunk)
+                out = _chunk(chunk, single)
                 if run_manager is not None:
                     await run_manager.on_llm_new_token(chunk.text, chunk=out)
                 yield out
@@ -187,7 +233,10 @@ class ChatIntentmesh(BaseChatModel):
 
     def _gateway(self) -> Gateway:
         if self.gateway is None:
-            self.gateway = Gateway(self.config or os.environ.get("INTENTMESH_CONFIG") or None)
+            gateway = Gateway(self.config or os.environ.get("INTENTMESH_CONFIG") or None)
+            self.gateway = gateway
+            # Owned: closed by close()/aclose(), or when this model is dropped.
+            self._owned = weakref.finalize(self, gateway.close)
         return self.gateway
 
     def _intent_params(self) -> dict[str, Any]:
@@ -206,7 +255,18 @@ class ChatIntentmesh(BaseChatModel):
             fields["stop"] = stops
         fields["messages"] = convert_to_openai_messages(messages)
         fields.pop("ls_structured_output_format", None)
+        fields.pop("parallel_tool_calls", None)  # honoured on the answer (see _chat_result)
+        strict = fields.pop("strict", None)
+        if strict is not None and fields.get("tools"):
+            fields["tools"] = [_strict(t, strict) for t in fields["tools"]]
         return Intent(**fields)
+
+
+def _strict(tool: dict[str, Any], strict: bool) -> dict[str, Any]:
+    """``strict`` given to ``bind(...)`` rather than ``bind_tools``: set on each function."""
+    if tool.get("type") != "function" or "function" not in tool:
+        return tool
+    return {**tool, "function": {**tool["function"], "strict": strict}}
 
 
 def _tool_choice(choice: str | dict[str, Any] | bool) -> str | dict[str, Any]:
@@ -244,9 +304,11 @@ def _metadata(res: InferenceResult) -> dict[str, Any]:
     }
 
 
-def _chat_result(res: InferenceResult) -> ChatResult:
+def _chat_result(res: InferenceResult, single: bool = False) -> ChatResult:
+    """``single`` (``parallel_tool_calls=False``): keep only the first tool call."""
     tool_calls, invalid = [], []
-    for raw in res.tool_calls or []:
+    raws = res.tool_calls or []
+    for raw in raws[:1] if single else raws:
         try:
             parsed = parse_tool_call(raw, return_id=True)
         except Exception as exc:  # noqa: BLE001 - a bad call is reported, not raised
@@ -265,7 +327,7 @@ def _chat_result(res: InferenceResult) -> ChatResult:
     return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
 
 
-def _chunk(chunk: Chunk) -> ChatGenerationChunk:
+def _chunk(chunk: Chunk, single: bool = False) -> ChatGenerationChunk:
     calls = [
         tool_call_chunk(
             name=(c.get("function") or {}).get("name"),
@@ -274,6 +336,7 @@ def _chunk(chunk: Chunk) -> ChatGenerationChunk:
             index=c.get("index"),
         )
         for c in chunk.tool_calls or []
+        if not single or c.get("index", 0) == 0
     ]
     return ChatGenerationChunk(message=AIMessageChunk(content=chunk.text, tool_call_chunks=calls))
 

@@ -6,6 +6,6 @@ without importing the server; the fleet (Redis) store is :mod:`intentmesh.fleet.
 
 from __future__ import annotations
 
-from intentmesh.fleet._sqlite import SpendBook
+from intentmesh.fleet import SpendBook
 
 __all__ = ["SpendBook"]

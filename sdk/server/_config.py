@@ -28,7 +28,7 @@ from intentmesh.config import (
     locate,
     parse_config,
 )
-from intentmesh.errors import ConfigurationError
+from intentmesh.errors import ConfigurationError, unreadable, validation_message
 from intentmesh.fleet import Limits
 
 __all__ = ["DEFAULT_PRESETS", "KeyConfig", "ServerConfig", "load_configs", "parse_configs"]
@@ -147,7 +147,8 @@ def parse_configs(text: str, source: str = "<config>") -> tuple[GatewayConfig, S
         err = exc.errors()[0]
         where = ".".join(str(p) for p in ("server", *err["loc"]))
         line = locate(text, ("server", *err["loc"]))
-        raise ConfigurationError(f"{where}: {err['msg']}", source=source, line=line) from None
+        message = f"{where}: {validation_message(err)}"
+        raise ConfigurationError(message, source=source, line=line) from None
     return _gateway_config(data, text, source), server
 
 
@@ -161,9 +162,7 @@ def load_configs(
     try:
         text = found.read_text("utf-8")
     except OSError as exc:
-        raise ConfigurationError(
-            f"cannot read config file: {exc.strerror}", source=str(found)
-        ) from None
+        raise ConfigurationError(unreadable(exc), source=str(found)) from None
     return parse_configs(text, str(found))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from intentmesh._gateway import Gateway
+from intentmesh._zeroconf import with_zero_config
 from intentmesh.fleet import open_fleet
 from intentmesh.server._app import create_app
 from intentmesh.server._budget import SpendBook
@@ -71,7 +72,8 @@ def build_app(config: str | os.PathLike[str] | None = None) -> Starlette:
         from intentmesh.telemetry import configure_otlp
 
         configure_otlp()  # export to $OTEL_EXPORTER_OTLP_ENDPOINT unless already set up
-    gateway = Gateway(gateway_config)
+    # Like Gateway() and the CLI: the embedded local default and keyed networks join the config.
+    gateway = Gateway(with_zero_config(gateway_config))
     return create_app(gateway, config=server, close_gateway=True)
 
 

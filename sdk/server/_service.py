@@ -12,8 +12,7 @@ from intentmesh._gateway import Gateway, ResultStream
 from intentmesh._intent import Intent
 from intentmesh._result import InferenceResult
 from intentmesh.errors import LimitExceeded, StateUnavailable
-from intentmesh.fleet import AccountStore, Hold, admit, settle
-from intentmesh.fleet._spend import cost_of_failure
+from intentmesh.fleet import AccountStore, Hold, admit, cost_of_failure, settle
 from intentmesh.router import Plan
 from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError, translate

@@ -15,14 +15,17 @@ See ``docs/testing.md``.
 from intentmesh.testing._demo import DemoNetwork
 from intentmesh.testing._faults import Fault
 from intentmesh.testing._openai import FakeOpenAIProvider, refused_url
+from intentmesh.testing._pricecatalog import FakeModelCatalog, catalog_model
 from intentmesh.testing._server import FakeRequest, FakeResponse, LoopbackServer
 
 __all__ = [
     "DemoNetwork",
+    "FakeModelCatalog",
     "FakeOpenAIProvider",
     "FakeRequest",
     "FakeResponse",
     "Fault",
     "LoopbackServer",
+    "catalog_model",
     "refused_url",
 ]

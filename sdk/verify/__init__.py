@@ -15,6 +15,7 @@ from intentmesh.errors import (
     VerificationFailed,
 )
 from intentmesh.router import ConsensusPlan, ConsensusPolicy
+from intentmesh.verify._aci import export_aci_receipt, gateway_keyset, verify_aci_receipt
 from intentmesh.verify._attestation import (
     AttestationPolicy,
     AttestationReport,
@@ -23,7 +24,10 @@ from intentmesh.verify._attestation import (
     TdxAttestationVerifier,
     check_evidence,
 )
+from intentmesh.verify._dcap import CollateralCache, DcapPolicy, DcapQuoteVerifier
+from intentmesh.verify._eth import eth_address, personal_sign_hash, recover_signer
 from intentmesh.verify._levels import LevelRunner
+from intentmesh.verify._nras import NrasPolicy, NrasVerifier
 from intentmesh.verify._proof import (
     PROOF_SYSTEMS,
     EzklVerifier,
@@ -33,6 +37,8 @@ from intentmesh.verify._proof import (
     ProvingBackend,
     build_proof_verifier,
 )
+from intentmesh.verify._ritual import RitualProofBackend
+from intentmesh.verify._spot import SpotPlan, SpotPolicy
 from intentmesh.verify._tdx import TdxQuote, build_tdx_quote, parse_tdx_quote
 
 __all__ = [
@@ -45,20 +51,34 @@ __all__ = [
     "ConsensusError",
     "ConsensusPlan",
     "ConsensusPolicy",
+    "CollateralCache",
+    "DcapPolicy",
+    "DcapQuoteVerifier",
     "EzklVerifier",
     "LevelRunner",
     "LevelUnavailable",
+    "NrasPolicy",
+    "NrasVerifier",
     "ProofBundle",
     "ProofFailed",
     "ProofReport",
     "ProofVerifier",
     "ProvingBackend",
     "QuoteVerifier",
+    "RitualProofBackend",
+    "SpotPlan",
+    "SpotPolicy",
     "TdxAttestationVerifier",
     "TdxQuote",
     "VerificationFailed",
     "build_proof_verifier",
     "build_tdx_quote",
     "check_evidence",
+    "eth_address",
+    "export_aci_receipt",
+    "gateway_keyset",
     "parse_tdx_quote",
+    "personal_sign_hash",
+    "recover_signer",
+    "verify_aci_receipt",
 ]

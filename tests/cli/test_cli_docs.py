@@ -17,7 +17,8 @@ def test_every_command_has_a_captured_session():
     for command in ("demo", "--help", "config init", "config check", "config show", "models",
                     "backends", "backends --probe", "quote", "plan", "infer", "infer --stream",
                     "compare", "receipts list", "receipts show", "receipts verify",
-                    "receipts export", "receipts key"):  # fmt: skip
+                    "receipts export", "receipts key", "prices show", "prices refresh",
+                    "compare --workload receipts", "compare --refresh"):  # fmt: skip
         assert f"$ intentmesh {command}" in text, command
 
 
@@ -36,5 +37,7 @@ def test_exit_codes_and_reference_date_are_documented():
         assert code in text
     table = reference_table()
     assert f"**{table.as_of}**" in text
+    assert f"bundled table as of {table.as_of}" in text  # the staleness line names its date
+    assert "reference prices: OpenRouter catalog (" in text and ", fetched " in text
     for source in table.sources:
         assert source["url"] in text

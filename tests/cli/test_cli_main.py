@@ -82,7 +82,8 @@ def test_bad_choice(cli, config):
 
 def test_unreadable_config_is_usage_error(cli, tmp_path):
     result = cli.run("--config", tmp_path / "missing.toml", "models", code=EXIT_USAGE)
-    assert "cannot read config file" in cli.error_line(result)
+    line = cli.error_line(result)
+    assert line.endswith("missing.toml: no such file; write one with `intentmesh config init`")
 
 
 def test_invalid_config_names_file_and_line(cli, tmp_path):

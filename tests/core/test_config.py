@@ -77,7 +77,7 @@ def test_unknown_adapter_option_rejected() -> None:
 
 
 def test_missing_file_is_clear(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="cannot read config file"):
+    with pytest.raises(ConfigurationError, match="missing.toml: no such file; write one with"):
         load_config(tmp_path / "missing.toml")
 
 

@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from pydantic import BaseModel
 
 from intentmesh import Gateway
+from intentmesh.adapters.base import Chunk, Usage
 from intentmesh.errors import NoRouteError
 from intentmesh.integrations.langchain import ChatIntentmesh
 from intentmesh.testing import DemoNetwork
@@ -140,3 +141,84 @@ def test_with_structured_output_uses_tools(gateway: Gateway) -> None:
         assert structured.invoke("weather?") == {"city": "Paris"}
     finally:
         gw.close()
+
+
+class TwoCallsBackend(ToolCallingBackend):
+    """Answers with two tool calls at once."""
+
+    async def acomplete(self, request: Any) -> Any:
+        done = await super().acomplete(request)
+        second = {**TOOL_CALL, "id": "call_2", "function": {**TOOL_CALL["function"]}}
+        return type(done)("", "tool_calls", done.usage, done.model,
+                          tool_calls=[TOOL_CALL, second])  # fmt: skip
+
+    async def astream(self, request: Any) -> Any:
+        self.requests.append(request)
+        second = {**TOOL_CALL, "id": "call_2"}
+        yield Chunk(tool_calls=[{"index": 0, **TOOL_CALL}, {"index": 1, **second}])
+        yield Chunk(finish_reason="tool_calls", usage=Usage(12, 7))
+
+
+def test_strict_and_parallel_tool_calls_are_accepted_like_chatopenai(gateway: Gateway) -> None:
+    backend = TwoCallsBackend("chutes")
+    gw = Gateway(gateway.config, backends={"chutes": backend})
+    try:
+        base = llm(gw, networks=["bittensor"])
+        both = base.bind_tools([GetWeather], strict=True).invoke("weather in Paris and Rome?")
+        one = base.bind_tools([GetWeather], strict=True, parallel_tool_calls=False)
+        single = one.invoke("weather in Paris and Rome?")
+        bound = base.bind_tools([GetWeather]).bind(parallel_tool_calls=False, strict=True)
+        via_bind = bound.invoke("weather?")
+        streamed = list(bound.stream("weather?"))
+    finally:
+        gw.close()
+    assert backend.requests[0].extra["tools"][0]["function"]["strict"] is True
+    assert backend.requests[2].extra["tools"][0]["function"]["strict"] is True
+    assert "parallel_tool_calls" not in backend.requests[1].extra
+    assert [c["id"] for c in both.tool_calls] == ["call_1", "call_2"]  # type: ignore[attr-defined]
+    assert [c["id"] for c in single.tool_calls] == ["call_1"]  # type: ignore[attr-defined]
+    assert [c["id"] for c in via_bind.tool_calls] == ["call_1"]  # type: ignore[attr-defined]
+    total = streamed[0]
+    for c in streamed[1:]:
+        total = total + c
+    assert [c["id"] for c in total.tool_calls] == ["call_1"]  # type: ignore[attr-defined]
+
+
+def test_a_model_closes_the_gateway_it_built(demo: DemoNetwork, tmp_path: Any) -> None:
+    import gc
+
+    receipts = f'[receipts]\nledger = "{tmp_path / "l.db"}"\nkey = "{tmp_path / "k.pem"}"\n'
+    config = tmp_path / "intentmesh.toml"
+    config.write_text(receipts + demo.config_toml())
+    with ChatIntentmesh(model=MODEL, config=str(config)) as model:
+        assert model.invoke("hello").content == "echo: hello"
+        built = model.gateway
+        assert built is not None and built._portal.started
+    assert not built._portal.started and model.gateway is None
+    model.close()  # again: harmless
+    dropped = ChatIntentmesh(model=MODEL, config=str(config))
+    dropped.invoke("hello")
+    gateway = dropped.gateway
+    assert gateway is not None and gateway._portal.started
+    del dropped
+    gc.collect()
+    assert not gateway._portal.started
+
+
+async def test_aclose_closes_connections_on_the_running_loop(
+    demo: DemoNetwork, tmp_path: Any
+) -> None:
+    receipts = f'[receipts]\nledger = "{tmp_path / "l.db"}"\nkey = "{tmp_path / "k.pem"}"\n'
+    config = tmp_path / "intentmesh.toml"
+    config.write_text(receipts + demo.config_toml())
+    async with ChatIntentmesh(model=MODEL, config=str(config)) as model:
+        assert (await model.ainvoke("hello")).content == "echo: hello"
+    assert model.gateway is None
+
+
+def test_a_gateway_passed_in_stays_open(gateway: Gateway) -> None:
+    model = llm(gateway)
+    model.invoke("hello")
+    model.close()
+    assert model.gateway is gateway
+    assert llm(gateway).invoke("again").content == "echo: again"

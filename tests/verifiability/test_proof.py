@@ -143,3 +143,46 @@ def test_verifier_checks_bindings_without_the_network(circuit: Circuit) -> None:
         verifier.verify(ProofBundle("ezkl", proof, INPUT, [[9.0, 9.0]]), INPUT)
     with pytest.raises(ProofFailed, match="expected an ezkl proof"):
         verifier.verify(ProofBundle("risc0", proof, INPUT, outputs), INPUT)
+
+
+def _docs_proof_snippet() -> str:
+    """The ``proof`` config block of docs/verifiability.md, as written."""
+    docs = (Path(__file__).parents[2] / "docs" / "verifiability.md").read_text()
+    section = docs.split("### `proof`", 1)[1]
+    return section.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_proof_config_produces_and_verifies_a_proof(
+    circuit: Circuit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docs' snippet, unchanged but for the node's address (tests reach only loopback)."""
+    import shutil
+
+    from intentmesh import Gateway
+
+    snippet = _docs_proof_snippet()
+    assert 'type = "ritual"' in snippet and 'base_url = "http://infernet-node:4000"' in snippet
+    (tmp_path / "model").mkdir()
+    for src, name in ((circuit.settings, "settings.json"), (circuit.vk, "vk.key"),
+                      (circuit.srs, "kzg.srs")):
+        shutil.copy(src, tmp_path / "model" / name)
+    container = EzklContainer(circuit, "honest")
+    container.start()
+    node = FakeInfernetNode([ContainerSpec("ezkl-tiny", container.url, generates_proofs=True)])
+    node.start()
+    monkeypatch.chdir(tmp_path)  # the snippet's paths are relative: model/settings.json
+    config = tmp_path / "intentmesh.toml"
+    config.write_text(
+        f'[receipts]\nledger = "{tmp_path / "l.sqlite3"}"\nkey = "{tmp_path / "k.pem"}"\n'
+        + snippet.replace("http://infernet-node:4000", node.url)
+    )
+    try:
+        with Gateway.from_config(config) as gw:
+            res = gw.infer(intent())
+            block = res.receipt.body["verification"]
+            assert block["level"] == "proof" and block["system"] == "ezkl"
+            assert block["checks"] == {"snark": "ok", "inputs_bound": "ok", "outputs_bound": "ok"}
+            assert json.loads(res.text)[0] == pytest.approx([-0.35, -0.075], abs=0.1)
+    finally:
+        node.stop()
+        container.stop()

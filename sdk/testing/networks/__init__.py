@@ -25,7 +25,10 @@ from intentmesh.testing.networks.apex import FakeApex
 from intentmesh.testing.networks.bittensor import FakeAxon, write_snapshot
 from intentmesh.testing.networks.chutes import ChutesModel, FakeChutes, fake_chutes_key
 from intentmesh.testing.networks.ionet import FakeIONet
+from intentmesh.testing.networks.nearai import FakeNearAI, FakePhala
 from intentmesh.testing.networks.nineteen import FakeNineteen
+from intentmesh.testing.networks.nras import FakeNras
+from intentmesh.testing.networks.pccs import FakePccs
 from intentmesh.testing.networks.ritual import (
     ContainerSpec,
     FakeInfernetContainer,
@@ -45,7 +48,11 @@ __all__ = [
     "FakeIONet",
     "FakeInfernetContainer",
     "FakeInfernetNode",
+    "FakeNearAI",
     "FakeNineteen",
+    "FakeNras",
+    "FakePccs",
+    "FakePhala",
     "FakeTargon",
     "FakeVLLM",
     "NetworkFake",
