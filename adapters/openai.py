@@ -25,7 +25,6 @@ from intentmesh.adapters._http import (
     hard_timeout,
     iter_sse_data,
     map_transport_errors,
-    read_limited,
 )
 from intentmesh.adapters._registry import key_env_of
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing, Usage
@@ -225,22 +224,17 @@ class OpenAIBackend:
         body = self.build_body(request, stream=False)
         conn = self.connection
         limit = request.max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
+        url, payload = conn.base_url + self._path(request), json.dumps(body).encode()
         with map_transport_errors(self.name):
-            async with (
-                hard_timeout(request.timeout_s or conn.timeout_s, self.name),
-                conn.client().stream(
-                    "POST",
-                    conn.base_url + self._path(request),
-                    content=json.dumps(body).encode(),
-                    timeout=conn.timeout(request.timeout_s),
-                ) as response,
-            ):
-                raw = await read_limited(response, limit, self.name)
-            if response.status_code >= 400:
+            async with hard_timeout(request.timeout_s or conn.timeout_s, self.name):
+                status, headers, raw = await conn.post_bytes(
+                    url, payload, request.timeout_s, limit, self.name
+                )
+            if status >= 400:
                 text = raw.decode("utf-8", "replace")
-                raise error_for_status(response.status_code, text, response.headers, self.name)
+                raise error_for_status(status, text, headers, self.name)
             data = json.loads(raw)
-        return self.parse_completion(data, response.headers)
+        return self.parse_completion(data, headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         self.check_key()
