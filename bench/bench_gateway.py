@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -86,7 +87,12 @@ def upstream(port: int) -> Any:
 
 
 def gateway(
-    port: int, upstream_port: int, workdir: Path, verifiability: str, workers: int = 1
+    port: int,
+    upstream_port: int,
+    workdir: Path,
+    verifiability: str,
+    workers: int = 1,
+    pythonpath: str | None = None,
 ) -> Any:
     config = workdir / f"intentmesh-{verifiability}.toml"
     config.write_text(
@@ -102,6 +108,8 @@ def gateway(
     code = "from intentmesh.server import serve_main; "
     code += f"serve_main('127.0.0.1', {port}, {str(config)!r})"
     env = {"INTENTMESH_HOME": str(workdir)}
+    if pythonpath:  # another intentmesh tree (a baseline) in the same run
+        env["PYTHONPATH"] = pythonpath
     return process([sys.executable, "-c", code], f"http://127.0.0.1:{port}/health", env)
 
 
@@ -371,6 +379,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each CPU run")
     parser.add_argument("--workers", type=int, default=1, help="`intentmesh serve` workers")
     parser.add_argument("--sweep", action="store_true", help="also the c=1/64/256 sweep")
+    parser.add_argument(
+        "--baseline-pythonpath",
+        default=None,
+        help="also serve an older intentmesh from this import path, interleaved (before/after)",
+    )
     parser.add_argument("--litellm-venv", type=Path, default=Path("/tmp/litellm-proxy-venv"))
     parser.add_argument(
         "--load", nargs=5, metavar=("URL", "MODEL", "C", "N", "S"), help=argparse.SUPPRESS
@@ -392,10 +405,13 @@ def main() -> None:
         print(f"  direct: {cpu['direct (upstream alone)']}")
         if args.sweep:
             sweep["direct"] = measure("direct", direct, args, UPSTREAM_MODEL)
-        for level in ("none", "receipt"):
+        trees = [("", None)]
+        if args.baseline_pythonpath:
+            trees.insert(0, ("baseline ", args.baseline_pythonpath))
+        for level, (label, path) in itertools.product(("none", "receipt"), trees):
             port = free_port()
-            name = f"intentmesh serve ({level}, workers={args.workers})"
-            with gateway(port, up, workdir, level, args.workers) as pid:
+            name = f"{label}intentmesh serve ({level}, workers={args.workers})"
+            with gateway(port, up, workdir, level, args.workers, path) as pid:
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
                 cpu[name] = cpu_run(url, MODEL, pid, args)
                 print(f"  {name}: {cpu[name]}")
