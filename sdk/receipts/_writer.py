@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, Literal
 
@@ -160,7 +160,7 @@ class ReceiptWriter:
         stop = delivered = False
         last_seq = 0
         try:
-            with self.ledger._store.writing() as add:
+            with _writing(self.ledger._store) as add:
                 item: Any = first
                 deadline = time.monotonic() + self.window_s
                 while item is not None:
@@ -220,12 +220,23 @@ class ReceiptWriter:
             self.ledger.seal_if_due(last_seq, self.key)
 
 
+def _writing(store: Any) -> contextlib.AbstractContextManager[Callable[[_Build], Row]]:
+    """The store's group transaction; a store without one (PostgreSQL) commits row by row."""
+    group = getattr(store, "writing", None)
+    return group() if group is not None else _row_by_row(store)
+
+
+@contextlib.contextmanager
+def _row_by_row(store: Any) -> Iterator[Callable[[_Build], Row]]:
+    yield store.append
+
+
 def _deliver(done: list[_Done]) -> None:
     """Hand each receipt (or error) to its waiter: one call into each event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[_Done]] = {}
     for job, outcome in done:
         if job.loop is None:
-            _settle(job.future, outcome)  # type: ignore[arg-type]
+            _settle(job.future, outcome)
         else:
             by_loop.setdefault(job.loop, []).append((job, outcome))
     for loop, items in by_loop.items():
