@@ -33,6 +33,7 @@ def _link_tree(dest: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # strict mypy over the whole package takes ~2 min on 2 loaded cores
 def test_mypy_strict_is_clean(tmp_path: Path) -> None:
     pytest.importorskip("mypy")
     tree = _link_tree(tmp_path)
