@@ -83,9 +83,12 @@ def create_app(
         else:
             accounts = LocalAccounts(book or SpendBook(cfg.budget_db))
     handlers = _Handlers(gateway, cfg, KeyRing(key_list), accounts)
+    fast = {
+        "/v1/chat/completions": _Generate(handlers, "chat"),
+        "/v1/completions": _Generate(handlers, "completion"),
+    }
     routes = [  # the generation endpoints are raw ASGI (the hot path), the rest Starlette
-        Route("/v1/chat/completions", _Generate(handlers, "chat"), methods=["POST"]),
-        Route("/v1/completions", _Generate(handlers, "completion"), methods=["POST"]),
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in fast.items()),
         Route("/v1/models", handlers.models, methods=["GET"]),
         Route("/health", handlers.health, methods=["GET"]),
         Route("/metrics", handlers.metrics_text, methods=["GET"]),
@@ -99,9 +102,26 @@ def create_app(
             gateway.close()
         await handlers.service.accounts.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = _App(routes=routes, lifespan=lifespan)
+    app.fast = fast
     app.state.handlers = handlers
     return app
+
+
+class _App(Starlette):
+    """Starlette, with ``POST`` to the generation endpoints answered before its middleware and
+    router (they handle their own errors); everything else goes the usual way."""
+
+    fast: dict[str, _Generate]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self.fast.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class _Handlers:
