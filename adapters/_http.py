@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import email.utils
 import functools
 import json
@@ -164,29 +166,6 @@ class Connection:
         total = self.timeout_s if seconds is None else max(0.001, min(seconds, self.timeout_s))
         return httpx.Timeout(total, connect=min(total, 10.0))
 
-    async def post_bytes(
-        self, url: str, payload: bytes, seconds: float | None, limit: int, backend: str
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """POST ``payload``: status, headers and the body (refused past ``limit`` bytes).
-
-        Straight on aiohttp when that is the transport (the default): the httpx layer costs
-        about 0.2 ms of CPU per call (docs/benchmarks.md); URL, headers and timeouts are made
-        once per connection. A transport of your own (``transport=``) keeps httpx.
-        """
-        session = self._native()
-        if session is None:
-            async with self.client().stream(
-                "POST", url, content=payload, timeout=self.timeout(seconds)
-            ) as response:
-                raw = await read_limited(response, limit, backend)
-            return response.status_code, response.headers, raw
-        target = self._urls.get(url)
-        if target is None:
-            target = self._urls[url] = _yarl_url(url)
-        async with session.post(target, data=payload, timeout=self._aio_timeout(seconds)) as resp:
-            raw = await _read_capped(resp.content, limit, backend)
-        return resp.status, resp.headers, raw
-
     def _native(self) -> Any:
         """This loop's ``aiohttp.ClientSession``, or None when httpx is the transport."""
         if self._transport is not None or not _native_enabled():
@@ -214,6 +193,149 @@ class Connection:
         if seconds is None:
             self._default_aio_timeout = made
         return made
+    def url(self, path: str) -> str:
+        """``path`` under the base URL; an absolute ``http(s)://`` URL is used as it is."""
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    # The one place a request is sent and its status becomes an error (error_for_status);
+    # transport failures are translated on the way (map_transport_errors).
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        backend: str,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> httpx.Response:
+        """One request (``body`` sent as JSON; bytes as they are), its answer read whole;
+        4xx/5xx raise."""
+        if isinstance(body, bytes):
+            content: bytes | None = body
+        else:
+            content = json.dumps(body).encode() if body is not None else None
+        with map_transport_errors(backend):
+            response = await self.client().request(
+                method,
+                self.url(path),
+                content=content,
+                params=params,
+                timeout=self.timeout(timeout_s),
+            )
+            if response.status_code >= 400:
+                raise _status_error(response, response.text, backend)
+        return response
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        backend: str,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """:meth:`send`, then the answer's JSON (undecodable: :class:`MalformedResponse`)."""
+        response = await self.send(
+            method, path, backend=backend, body=body, params=params, timeout_s=timeout_s
+        )
+        with map_transport_errors(backend):
+            return response.json()
+
+    async def get_json(
+        self, path: str, *, backend: str, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        """``GET path`` and its JSON answer."""
+        return await self.request_json("GET", path, backend=backend, params=params)
+
+    async def post_json(
+        self, path: str, body: Any, *, backend: str, timeout_s: float | None = None
+    ) -> Any:
+        """``POST path`` with a JSON ``body``, and its JSON answer."""
+        return await self.request_json(
+            "POST", path, backend=backend, body=body, timeout_s=timeout_s
+        )
+
+    async def post_limited(
+        self,
+        path: str,
+        body: Any,
+        *,
+        backend: str,
+        limit: int,
+        timeout_s: float | None = None,
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """``POST path`` with a JSON ``body``; the answer's bytes (at most ``limit``, else
+        :class:`MalformedResponse`) and headers. ``timeout_s`` bounds the whole exchange, not
+        each read (:func:`hard_timeout`); 4xx/5xx raise.
+
+        Straight on aiohttp when that is the transport (the default): the httpx layer costs
+        about 0.2 ms of CPU per call (docs/benchmarks.md); the session, parsed URL and timeouts
+        are made once per connection and loop. A ``transport=`` of your own (or
+        ``INTENTMESH_HTTP_TRANSPORT=httpx``) keeps httpx."""
+        session = self._native()
+        if session is not None:
+            return await self._post_native(session, path, body, backend, limit, timeout_s)
+        with map_transport_errors(backend):
+            async with (
+                hard_timeout(timeout_s or self.timeout_s, backend),
+                self.client().stream(
+                    "POST",
+                    self.url(path),
+                    content=json.dumps(body).encode(),
+                    timeout=self.timeout(timeout_s),
+                ) as response,
+            ):
+                raw = await read_limited(response, limit, backend)
+            if response.status_code >= 400:
+                raise _status_error(response, raw.decode("utf-8", "replace"), backend)
+        return raw, response.headers
+
+    async def _post_native(
+        self, session: Any, path: str, body: Any, backend: str, limit: int, timeout_s: float | None
+    ) -> tuple[bytes, Mapping[str, str]]:
+        target = self._urls.get(path)
+        if target is None:
+            target = self._urls[path] = _yarl_url(self.url(path))
+        payload = json.dumps(body).encode()
+        with map_transport_errors(backend):
+            async with (
+                hard_timeout(timeout_s or self.timeout_s, backend),
+                session.post(target, data=payload, timeout=self._aio_timeout(timeout_s)) as resp,
+            ):
+                raw = await _read_capped(resp.content, limit, backend)
+            if resp.status >= 400:
+                text = raw.decode("utf-8", "replace")
+                raise error_for_status(resp.status, text, resp.headers, backend)
+        return raw, resp.headers
+
+    @asynccontextmanager
+    async def stream(
+        self, path: str, body: Any, *, backend: str, timeout_s: float | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """``POST path`` with a JSON ``body``, the answer open for reading as it arrives."""
+        with map_transport_errors(backend):
+            async with self.client().stream(
+                "POST",
+                self.url(path),
+                content=json.dumps(body).encode(),
+                timeout=self.timeout(timeout_s),
+            ) as response:
+                if response.status_code >= 400:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise _status_error(response, text, backend)
+                yield response
+
+    @asynccontextmanager
+    async def stream_sse(
+        self, path: str, body: Any, *, backend: str, timeout_s: float | None = None
+    ) -> AsyncIterator[AsyncIterator[str]]:
+        """:meth:`stream`, read as server-sent events: the payload of each ``data:`` event."""
+        async with self.stream(path, body, backend=backend, timeout_s=timeout_s) as response:
+            yield iter_sse_data(response, backend)
 
     async def aclose(self) -> None:
         """Close the client of the running loop (others close with their loops)."""
@@ -229,6 +351,10 @@ class Connection:
             await session.close()
 
 
+def _status_error(response: httpx.Response, text: str, backend: str) -> BackendError:
+    return error_for_status(response.status_code, text, response.headers, backend)
+
+
 def _is_credential(header: str) -> bool:
     name = header.lower()
     return any(word in name for word in _CREDENTIAL_HEADERS)
@@ -238,8 +364,12 @@ def _close_with_loop(loop: asyncio.AbstractEventLoop, client: Any) -> object:
     """Close ``client`` when its loop shuts down, even if nobody called ``aclose``.
 
     An async generator suspended at its ``yield`` is closed by the loop's
-    ``shutdown_asyncgens()`` (``asyncio.run`` calls it), which runs its ``finally``.
+    ``shutdown_asyncgens()`` (``asyncio.run`` calls it), which runs its ``finally``. A loop
+    that is never shut down (``run_until_complete`` and no ``close``) sits idle at exit:
+    :func:`_close_idle_clients` closes the client then.
     """
+    _IDLE_AT_EXIT[client] = weakref.ref(loop)
+    _close_idle_at_exit()
 
     async def guard() -> AsyncIterator[None]:
         try:
@@ -258,6 +388,27 @@ def _close_with_loop(loop: asyncio.AbstractEventLoop, client: Any) -> object:
 
 async def _advance(gen: AsyncIterator[None]) -> None:
     await gen.__anext__()
+
+
+_IDLE_AT_EXIT: weakref.WeakKeyDictionary[
+    httpx.AsyncClient, weakref.ref[asyncio.AbstractEventLoop]
+] = weakref.WeakKeyDictionary()
+
+
+@functools.cache
+def _close_idle_at_exit() -> None:
+    atexit.register(_close_idle_clients)
+
+
+def _close_idle_clients() -> None:
+    """At exit: close clients whose loop is still open but no longer running (a loop that
+    is running, such as the gateway's own, closes its clients itself)."""
+    for client, loop_ref in list(_IDLE_AT_EXIT.items()):
+        loop = loop_ref()
+        if loop is None or loop.is_closed() or loop.is_running() or client.is_closed:
+            continue
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(client.aclose())
 
 
 def default_transport() -> httpx.AsyncBaseTransport | None:

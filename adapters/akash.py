@@ -7,12 +7,12 @@
 * :class:`AkashVLLMBackend` — vLLM on your own lease. Its $/token is an *estimate*:
   GPU $/hour from the Console API ``GET /v1/gpu-prices`` (``price`` may be null) divided by
   the deployment's tokens/s (configured, from vLLM ``/metrics``, or observed).
-* :func:`generate_sdl` — a ready-to-deploy SDL for a vLLM deployment of a catalog model.
+* ``generate_sdl`` — a ready-to-deploy SDL for a vLLM deployment of a catalog model (it lives
+  with the ``intentmesh akash sdl`` command, ``intentmesh.cli.generate_sdl``; importable here).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterable
@@ -20,10 +20,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from intentmesh._catalog import default_catalog
 from intentmesh.adapters._http import (
     Connection,
-    error_for_status,
     map_transport_errors,
 )
 from intentmesh.adapters._netkit import per_million, split_options
@@ -37,7 +35,6 @@ __all__ = [
     "AkashMLBackend",
     "AkashVLLMBackend",
     "AkashVLLMOptions",
-    "generate_sdl",
 ]
 
 # AkashChat's dash-style ids and the Hugging Face ids the catalog knows them by.
@@ -93,7 +90,7 @@ class AkashMLBackend(OpenAIBackend):
 
     async def alist_models(self) -> list[ModelListing]:
         """Models with ``pricing.input/output`` (strings) read as USD per 1M tokens."""
-        data = await _get_json(self.connection, "/models", self.name)
+        data = await self.connection.get_json("/models", backend=self.name)
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise MalformedResponse("model list: no 'data' list", backend=self.name)
@@ -195,7 +192,7 @@ class AkashVLLMBackend(OpenAIBackend):
         """USD per GPU-hour for ``options.gpu`` from ``/v1/gpu-prices``; None when no bids."""
         console = Connection(self.options.console_api_url, {}, self.connection.timeout_s)
         try:
-            data = await _get_json(console, "/v1/gpu-prices", self.name)
+            data = await console.get_json("/v1/gpu-prices", backend=self.name)
         finally:
             await console.aclose()
         models = data.get("models") if isinstance(data, dict) else None
@@ -256,97 +253,11 @@ def _token_total(lines: Iterable[str]) -> float:
     return total
 
 
-async def _get_json(conn: Connection, path: str, backend: str) -> Any:
-    with map_transport_errors(backend):
-        response = await conn.client().get(conn.base_url + path)
-        if response.status_code >= 400:
-            raise error_for_status(response.status_code, response.text, response.headers, backend)
-        return response.json()
+def __getattr__(name: str) -> Any:
+    # generate_sdl lives with its only caller, the ``intentmesh akash sdl`` command; the
+    # documented import path intentmesh.adapters.akash.generate_sdl keeps working.
+    if name == "generate_sdl":
+        from intentmesh.cli import generate_sdl
 
-
-# -- SDL --------------------------------------------------------------------------------------
-
-_GPU_RAM = {"h100": "80Gi", "h200": "141Gi", "a100": "80Gi", "l40s": "48Gi", "a6000": "48Gi"}
-
-
-def generate_sdl(
-    model: str,
-    gpu: str = "h100",
-    *,
-    gpu_count: int = 1,
-    image: str = "vllm/vllm-openai:v0.11.0",
-    cpu_per_gpu: int = 8,
-    memory_per_gpu_gi: int = 64,
-    storage_gi: int = 200,
-    max_model_len: int | None = None,
-    bid_amount: int = 1_000_000,
-    bid_denom: str = "uakt",
-) -> str:
-    """An Akash SDL (YAML) that serves ``model`` with vLLM's OpenAI server on port 8000.
-
-    ``model`` is a catalog name or a Hugging Face id; the catalog name is also served as an
-    alias. Secrets are left as ``${VLLM_API_KEY}``/``${HF_TOKEN}`` for you to fill in.
-    """
-    catalog = default_catalog()
-    canonical = catalog.canonical(model)
-    entry = catalog.models.get(canonical) if canonical else None
-    hf_id = model if "/" in model or entry is None else _hf_id(entry.aliases, model)
-    names = [hf_id] + ([canonical] if canonical and canonical != hf_id else [])
-    serve = ["vllm", "serve", hf_id, "--host", "0.0.0.0", "--port", "8000"]
-    serve += ["--served-model-name", *names, "--tensor-parallel-size", str(gpu_count)]
-    if max_model_len:
-        serve += ["--max-model-len", str(max_model_len)]
-    gpu_attr = {"model": gpu.lower(), **({"ram": _GPU_RAM[gpu]} if gpu in _GPU_RAM else {})}
-    q = json.dumps
-    return "\n".join(
-        [
-            'version: "2.0"',
-            "services:",
-            "  vllm:",
-            f"    image: {q(image)}",
-            "    expose:",
-            "      - port: 8000",
-            "        as: 8000",
-            "        to:",
-            "          - global: true",
-            '    command: ["bash", "-c"]',
-            "    args:",
-            f"      - {q(' '.join(serve))}",
-            "    env:",
-            '      - "VLLM_API_KEY=${VLLM_API_KEY}"',
-            '      - "HF_TOKEN=${HF_TOKEN}"',
-            "    params:",
-            "      storage:",
-            "        shm:",
-            "          mount: /dev/shm",
-            "profiles:",
-            "  compute:",
-            "    vllm:",
-            "      resources:",
-            f"        cpu: {{units: {cpu_per_gpu * gpu_count}}}",
-            f"        memory: {{size: {memory_per_gpu_gi * gpu_count}Gi}}",
-            "        storage:",
-            f"          - size: {storage_gi}Gi",
-            "          - name: shm",
-            "            size: 16Gi",
-            "            attributes: {class: ram, persistent: false}",
-            "        gpu:",
-            f"          units: {gpu_count}",
-            "          attributes:",
-            "            vendor:",
-            "              nvidia:",
-            f"                - {q(gpu_attr)}",
-            "  placement:",
-            "    dcloud:",
-            "      pricing:",
-            f"        vllm: {{denom: {bid_denom}, amount: {bid_amount}}}",
-            "deployment:",
-            "  vllm:",
-            "    dcloud: {profile: vllm, count: 1}",
-            "",
-        ]
-    )
-
-
-def _hf_id(aliases: Iterable[str], fallback: str) -> str:
-    return next((a for a in aliases if "/" in a), fallback)
+        return generate_sdl
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

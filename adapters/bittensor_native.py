@@ -26,7 +26,7 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from intentmesh.adapters._epistula import Hotkey, epistula_headers
+from intentmesh.adapters._epistula import Hotkey, epistula_headers, verify_epistula
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
 from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
 from intentmesh.config import BackendConfig
@@ -42,9 +42,12 @@ __all__ = [
     "BittensorNativeBackend",
     "BittensorOptions",
     "ChainMetagraph",
+    "Hotkey",
     "MetagraphSource",
     "SigningTransport",
     "SnapshotMetagraph",
+    "epistula_headers",
+    "verify_epistula",
 ]
 
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from intentmesh.adapters._http import error_for_status, error_message, map_transport_errors
+from intentmesh.adapters._http import error_message
 from intentmesh.adapters._netkit import price_value
 from intentmesh.adapters.base import ModelListing
 from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
@@ -54,14 +54,7 @@ class ChutesBackend(OpenAIBackend):
         return [_listing(item) for item in await self._get_list("/models")]
 
     async def _get_list(self, path: str) -> list[dict[str, Any]]:
-        conn = self.connection
-        with map_transport_errors(self.name):
-            response = await conn.client().get(conn.base_url + path)
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = response.json()
+        data = await self.connection.get_json(path, backend=self.name)
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise MalformedResponse(f"model list: {error_message(data)}", backend=self.name)
@@ -82,16 +75,11 @@ class ChutesBackend(OpenAIBackend):
         The quote is returned for verification (Intel DCAP + NVIDIA NRAS), not verified here.
         """
         nonce = nonce or secrets.token_hex(32)
-        conn = self.connection
-        with map_transport_errors(self.name):
-            response = await conn.client().get(
-                f"{self.management_url}/chutes/{chute_id}/evidence", params={"nonce": nonce}
-            )
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = response.json()
+        data = await self.connection.get_json(
+            f"{self.management_url}/chutes/{chute_id}/evidence",
+            backend=self.name,
+            params={"nonce": nonce},
+        )
         if not isinstance(data, dict) or not isinstance(data.get("evidence"), list):
             raise MalformedResponse("evidence: no 'evidence' list", backend=self.name)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

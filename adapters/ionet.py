@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from intentmesh.adapters._http import error_for_status, map_transport_errors
 from intentmesh.adapters._netkit import per_million
 from intentmesh.adapters.base import ModelListing
 from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
@@ -46,16 +45,9 @@ class IONetBackend(OpenAIBackend):
         return listings
 
     async def _page(self, page: int) -> dict[str, Any]:
-        conn = self.connection
-        with map_transport_errors(self.name):
-            response = await conn.client().get(
-                conn.base_url + "/models", params={"page": page, "page_size": _PAGE_SIZE}
-            )
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = response.json()
+        data = await self.connection.get_json(
+            "/models", backend=self.name, params={"page": page, "page_size": _PAGE_SIZE}
+        )
         if not isinstance(data, dict):
             raise MalformedResponse("model list is not an object", backend=self.name)
         return data

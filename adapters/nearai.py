@@ -27,7 +27,7 @@ import hashlib
 import json
 from typing import Any, ClassVar
 
-from intentmesh.adapters._http import error_for_status, map_transport_errors
+from intentmesh.adapters._http import map_transport_errors
 from intentmesh.adapters.base import ChatRequest, Completion
 from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
 from intentmesh.errors import AttestationFailed
@@ -42,23 +42,15 @@ class NearAIBackend(OpenAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://cloud-api.near.ai/v1",
-        default_api_key_env="NEARAI_CLOUD_API_KEY",
         require_key=True,
     )
 
     async def acomplete(self, request: ChatRequest) -> Completion:
-        body = json.dumps(self.build_body(request, stream=False)).encode()
-        conn = self.connection
+        body = json.dumps(self.build_body(request, stream=False)).encode()  # the bytes signed
+        response = await self.connection.send(
+            "POST", self._path(request), backend=self.name, body=body, timeout_s=request.timeout_s
+        )
         with map_transport_errors(self.name):
-            response = await conn.client().post(
-                conn.base_url + self._path(request),
-                content=body,
-                timeout=conn.timeout(request.timeout_s),
-            )
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
             completion = self.parse_completion(json.loads(response.content), response.headers)
             signed = await self._signature(completion.id, request.model, request)
         signer = self._check(signed, body, response.content)

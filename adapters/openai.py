@@ -22,8 +22,6 @@ from intentmesh.adapters._http import (
     StreamTruncated,
     error_for_status,
     error_message,
-    hard_timeout,
-    iter_sse_data,
     map_transport_errors,
 )
 from intentmesh.adapters._registry import key_env_of
@@ -31,7 +29,7 @@ from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListin
 from intentmesh.config import BackendConfig
 from intentmesh.errors import BackendError, ConfigurationError, MalformedResponse, MissingApiKey
 
-__all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile"]
+__all__ = ["OpenAIBackend", "OpenAIOptions", "OpenAIProfile", "openai_body", "openai_usage"]
 
 # Undecodable SSE events in a row that end a stream (one alone is skipped and counted).
 MAX_MALFORMED_IN_A_ROW = 16
@@ -138,15 +136,7 @@ class OpenAIBackend:
 
     def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         """The JSON body for ``request``; ``stream`` is always explicit when the profile says."""
-        body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens}
-        if request.kind == "chat":
-            body["messages"] = request.messages
-        else:
-            body["prompt"] = request.prompt
-        for key in ("temperature", "top_p", "seed", "stop"):
-            value = getattr(request, key)
-            if value is not None:
-                body[key] = value
+        body = openai_body(request)
         if stream or self.profile.send_stream_flag:
             body["stream"] = stream
         if stream and self.profile.include_usage:
@@ -172,7 +162,7 @@ class OpenAIBackend:
             return Completion(
                 text=text,
                 finish_reason=choice.get("finish_reason"),
-                usage=_usage(data.get("usage")),
+                usage=openai_usage(data.get("usage")),
                 model=str(data.get("model") or ""),
                 id=str(data.get("id") or ""),
                 tool_calls=tool_calls,
@@ -190,7 +180,7 @@ class OpenAIBackend:
         if "error" in data:
             raise self.in_stream_error(data)
         choices = data.get("choices") or []
-        usage = _usage(data.get("usage"))
+        usage = openai_usage(data.get("usage"))
         if not choices:
             return Chunk(usage=usage, model=str(data.get("model") or ""))
         choice = choices[0]
@@ -222,38 +212,29 @@ class OpenAIBackend:
         """One answer; ``request.timeout_s`` bounds the whole exchange, the body its size."""
         self.check_key()
         body = self.build_body(request, stream=False)
-        conn = self.connection
         limit = request.max_tokens * MAX_BODY_BYTES_PER_TOKEN + MIN_BODY_BYTES
-        url, payload = conn.base_url + self._path(request), json.dumps(body).encode()
+        raw, headers = await self.connection.post_limited(
+            self._path(request), body, backend=self.name, limit=limit, timeout_s=request.timeout_s
+        )
         with map_transport_errors(self.name):
-            async with hard_timeout(request.timeout_s or conn.timeout_s, self.name):
-                status, headers, raw = await conn.post_bytes(
-                    url, payload, request.timeout_s, limit, self.name
-                )
-            if status >= 400:
-                text = raw.decode("utf-8", "replace")
-                raise error_for_status(status, text, headers, self.name)
-            data = json.loads(raw)
-        return self.parse_completion(data, headers)
+            return self._read_completion(raw, headers)
+
+    def _read_completion(self, content: bytes, headers: Mapping[str, str]) -> Completion:
+        """The Completion in a non-streamed answer's body (a hook: Targon's may be SSE)."""
+        return self.parse_completion(json.loads(content), headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         self.check_key()
         body = self.build_body(request, stream=True)
         conn = self.connection
         with map_transport_errors(self.name):
-            async with conn.client().stream(
-                "POST",
-                conn.base_url + self._path(request),
-                content=json.dumps(body).encode(),
-                timeout=conn.timeout(request.timeout_s),
-            ) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise error_for_status(response.status_code, text, response.headers, self.name)
+            async with conn.stream_sse(
+                self._path(request), body, backend=self.name, timeout_s=request.timeout_s
+            ) as payloads:
                 finished = False
                 events = _EventCount()
                 try:
-                    async for payload in iter_sse_data(response, self.name):
+                    async for payload in payloads:
                         chunk = self._event(payload, events)
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
@@ -277,14 +258,7 @@ class OpenAIBackend:
 
     async def alist_models(self) -> list[ModelListing]:
         """``GET /models`` in the OpenAI list shape."""
-        conn = self.connection
-        with map_transport_errors(self.name):
-            response = await conn.client().get(conn.base_url + "/models")
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            data = response.json()
+        data = await self.connection.get_json("/models", backend=self.name)
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise MalformedResponse(f"model list: {error_message(data)}", backend=self.name)
@@ -321,7 +295,23 @@ class _EventCount:
             )
 
 
-def _usage(data: Any) -> Usage | None:
+def openai_body(request: ChatRequest) -> dict[str, Any]:
+    """The OpenAI request fields of ``request``: model, ``max_tokens``, the messages (or the
+    prompt) and the sampling options that are set."""
+    body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens}
+    if request.kind == "chat":
+        body["messages"] = request.messages
+    else:
+        body["prompt"] = request.prompt
+    for key in ("temperature", "top_p", "seed", "stop"):
+        value = getattr(request, key)
+        if value is not None:
+            body[key] = value
+    return body
+
+
+def openai_usage(data: Any) -> Usage | None:
+    """:class:`Usage` from an OpenAI ``usage`` object; None when absent or unreadable."""
     if not isinstance(data, dict):
         return None
     try:

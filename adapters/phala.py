@@ -25,6 +25,5 @@ class PhalaBackend(NearAIBackend):
 
     default_profile: ClassVar[OpenAIProfile] = OpenAIProfile(
         default_base_url="https://api.redpill.ai/v1",
-        default_api_key_env="REDPILL_API_KEY",
         require_key=True,
     )

@@ -26,8 +26,9 @@ from typing import Any, ClassVar, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from intentmesh.adapters._http import Connection, error_for_status, map_transport_errors
-from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
+from intentmesh.adapters._http import Connection, map_transport_errors
+from intentmesh.adapters.base import ChatRequest, Chunk, Completion
+from intentmesh.adapters.openai import openai_body, openai_usage
 from intentmesh.config import BackendConfig
 from intentmesh.errors import (
     AuthenticationError,
@@ -58,15 +59,7 @@ class RitualOptions(BaseModel):
 
 
 def _openai_input(req: ChatRequest, opts: RitualOptions) -> dict[str, Any]:
-    data: dict[str, Any] = {"model": req.model, "max_tokens": req.max_tokens}
-    if req.kind == "chat":
-        data["messages"] = req.messages
-    else:
-        data["prompt"] = req.prompt
-    for key in ("temperature", "top_p", "seed", "stop"):
-        if getattr(req, key) is not None:
-            data[key] = getattr(req, key)
-    return data
+    return openai_body(req)
 
 
 def _css_input(req: ChatRequest, opts: RitualOptions) -> dict[str, Any]:
@@ -167,7 +160,7 @@ class RitualBackend:
         text = _text_at(output, self.options.output_path or IO_STYLES[self.options.io][1])
         if text is None:
             raise MalformedResponse(f"no text in job output: {output!r:.200}", backend=self.name)
-        usage = _usage(output.get("usage")) if isinstance(output, dict) else None
+        usage = openai_usage(output.get("usage")) if isinstance(output, dict) else None
         model = str(output.get("model") or "") if isinstance(output, dict) else ""
         return Completion(text, "stop", usage, model=model, id=str(result.get("id") or ""))
 
@@ -197,18 +190,11 @@ class RitualBackend:
         return next((r for r in found if isinstance(r, dict) and r.get("id") == job_id), None)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        conn = self.connection
-        body = json.dumps(self.job_request(request, stream=True)).encode()
+        body = self.job_request(request, stream=True)
         with _guardian_errors(), map_transport_errors(self.name):
-            async with conn.client().stream(
-                "POST",
-                conn.base_url + "/api/jobs/stream",
-                content=body,
-                timeout=conn.timeout(request.timeout_s),
+            async with self.connection.stream(
+                "/api/jobs/stream", body, backend=self.name, timeout_s=request.timeout_s
             ) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise error_for_status(response.status_code, text, response.headers, self.name)
                 async for piece in _after_first_line(response.aiter_bytes()):
                     yield Chunk(text=piece)
         yield Chunk(finish_reason="stop")
@@ -231,17 +217,10 @@ class RitualBackend:
     async def _call(
         self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None
     ) -> Any:
-        conn = self.connection
-        content = json.dumps(body).encode() if body is not None else None
-        with _guardian_errors(), map_transport_errors(self.name):
-            response = await conn.client().request(
-                method, conn.base_url + path, content=content, params=params
+        with _guardian_errors():
+            return await self.connection.request_json(
+                method, path, backend=self.name, body=body, params=params
             )
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            return response.json()
 
     async def aclose(self) -> None:
         await self.connection.aclose()
@@ -319,11 +298,3 @@ def _last_user_text(req: ChatRequest) -> str:
     content = users[-1].get("content") if users else ""
     return content if isinstance(content, str) else json.dumps(content)
 
-
-def _usage(data: Any) -> Usage | None:
-    if not isinstance(data, dict):
-        return None
-    try:
-        return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
-    except (TypeError, ValueError):
-        return None

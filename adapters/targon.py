@@ -12,11 +12,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from intentmesh.adapters._http import error_for_status, map_transport_errors
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
 from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
 from intentmesh.errors import InvalidRequest, MalformedResponse, PaymentRequired
@@ -36,28 +35,18 @@ class TargonBackend(OpenAIBackend):
     )
 
     async def acomplete(self, request: ChatRequest) -> Completion:
-        body = self.build_body(request, stream=False)
-        conn = self.connection
-        with _credits_are_payment(), map_transport_errors(self.name):
-            response = await conn.client().post(
-                conn.base_url + self._path(request),
-                content=json.dumps(body).encode(),
-                timeout=conn.timeout(request.timeout_s),
-            )
-            if response.status_code >= 400:
-                raise error_for_status(
-                    response.status_code, response.text, response.headers, self.name
-                )
-            content = response.content
-            if content.lstrip().startswith(b"data:"):
-                return self._assemble(content.decode("utf-8"), response.headers)
-            data = json.loads(content)
-        return self.parse_completion(data, response.headers)
+        with _credits_are_payment():
+            return await super().acomplete(request)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         with _credits_are_payment():
             async for chunk in super().astream(request):
                 yield chunk
+
+    def _read_completion(self, content: bytes, headers: Mapping[str, str]) -> Completion:
+        if content.lstrip().startswith(b"data:"):
+            return self._assemble(content.decode("utf-8"), headers)
+        return super()._read_completion(content, headers)
 
     def _assemble(self, text: str, headers: Any) -> Completion:
         """One Completion from a whole SSE body (what the hub sends when it streams anyway)."""

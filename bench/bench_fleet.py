@@ -21,12 +21,12 @@ from intentmesh.config import StateConfig
 from intentmesh.fleet import Fleet, Limits, LocalAccounts
 from intentmesh.router import HealthBook
 
-LIMITS = Limits(budget_usd=1e9, requests_per_min=10**9)
+LIMITS = Limits(budget_usd=1e9)  # a key with a budget; --rpm adds a requests/min window
 
 
-async def one(accounts: object, health: HealthBook) -> float:
+async def one(accounts: object, health: HealthBook, limits: Limits = LIMITS) -> float:
     t0 = time.perf_counter()
-    hold = await accounts.aadmit("bench", LIMITS, 0.001, 0.0001)  # type: ignore[attr-defined]
+    hold = await accounts.aadmit("bench", limits, 0.001, 0.0001)  # type: ignore[attr-defined]
     health.breaker_if_tripped("backend-a")
     await accounts.asettle(hold, 0.0005, 300)  # type: ignore[attr-defined]
     return (time.perf_counter() - t0) * 1e6
@@ -48,7 +48,8 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(n: int, url: str) -> None:
+async def run(n: int, url: str, rpm: bool) -> None:
+    limits = Limits(budget_usd=1e9, requests_per_min=10**9) if rpm else LIMITS
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     fleet = Fleet(StateConfig(url=url, prefix=prefix), url)
     shared = HealthBook(share=fleet.health_share(["backend-a", "backend-b"]))
@@ -56,11 +57,11 @@ async def run(n: int, url: str) -> None:
     embedded: list[float] = []
     redis: list[float] = []
     for _ in range(200):  # warm up both (connections, script cache)
-        await one(local, plain)
-        await one(fleet.accounts, shared)
+        await one(local, plain, limits)
+        await one(fleet.accounts, shared, limits)
     for _ in range(n):
-        embedded.append(await one(local, plain))
-        redis.append(await one(fleet.accounts, shared))
+        embedded.append(await one(local, plain, limits))
+        redis.append(await one(fleet.accounts, shared, limits))
     bare = await round_trips(fleet, n)
     t0 = time.perf_counter()
     for _ in range(100_000):
@@ -75,7 +76,8 @@ async def run(n: int, url: str) -> None:
         cleanup.delete(*keys)
     cleanup.close()
     e50, e99, r50, r99 = pct(embedded, 0.5), pct(embedded, 0.99), pct(redis, 0.5), pct(redis, 0.99)
-    print(f"requests: {n} (admit + breaker read + settle), Redis at {fleet.state.where}")
+    what = "budget + requests/min" if rpm else "budget"
+    print(f"requests: {n} (admit + breaker read + settle; {what}), Redis at {fleet.state.where}")
     print(f"embedded (SQLite :memory:)  p50 {e50:7.1f} us   p99 {e99:7.1f} us")
     print(f"fleet (Redis)               p50 {r50:7.1f} us   p99 {r99:7.1f} us")
     print(f"added by fleet mode         p50 {r50 - e50:7.1f} us   p99 {r99 - e99:7.1f} us")
@@ -89,8 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--rpm", action="store_true", help="also check a requests/min window")
     args = parser.parse_args()
-    asyncio.run(run(args.n, args.redis))
+    asyncio.run(run(args.n, args.redis, args.rpm))
 
 
 if __name__ == "__main__":

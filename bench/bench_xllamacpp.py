@@ -53,8 +53,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=usable_cores())
     args = parser.parse_args()
-    threads = usable_cores()
+    threads = args.threads
     engine = XLlamaCppEngine.load(default_model_path(), threads=threads)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,9 +21,9 @@ from starlette.routing import Route
 from intentmesh.local_backend._generation import Engine, PromptTooLong, SamplingParams, check_budget
 from intentmesh.local_backend._metrics import ServerMetrics
 from intentmesh.local_backend._protocol import (
-    ApiError,
     ChatBody,
     CompletionBody,
+    LocalApiError,
     answer,
     chunk,
     error_body,
@@ -69,7 +69,7 @@ def create_app(
             Route("/health", server.health, methods=["GET"]),
             Route("/metrics", server.metrics_text, methods=["GET"]),
         ],
-        exception_handlers={ApiError: server.api_error, HTTPException: server.http_error},
+        exception_handlers={LocalApiError: server.api_error, HTTPException: server.http_error},
         lifespan=lifespan,
     )
 
@@ -119,10 +119,10 @@ class _Server:
         prompt = body.prompt
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
             if len(prompt) != 1:
-                raise ApiError(400, "only one prompt per request is supported", param="prompt")
+                raise LocalApiError(400, "only one prompt per request is supported", param="prompt")
             prompt = prompt[0]
         if not prompt:
-            raise ApiError(400, "prompt must not be empty", param="prompt")
+            raise LocalApiError(400, "prompt must not be empty", param="prompt")
         text = prompt if isinstance(prompt, str) else None
         token_ids = [int(t) for t in prompt] if not isinstance(prompt, str) else []
 
@@ -136,7 +136,7 @@ class _Server:
         self, kind: Kind, request: Request, body: ChatBody | CompletionBody, prepare: Prepare
     ) -> Response:
         if body.model is not None and body.model not in self.names:
-            raise ApiError(404, f"The model `{body.model}` does not exist.", param="model")
+            raise LocalApiError(404, f"The model `{body.model}` does not exist.", param="model")
         assert self.worker is not None
         events = self.worker.generate(prepare)
         first = await anext(events)
@@ -154,7 +154,7 @@ class _Server:
                 return JSONResponse(
                     answer(kind, self.names[0], event.result, body.return_token_ids)
                 )
-        raise ApiError(500, "generation ended without a result")
+        raise LocalApiError(500, "generation ended without a result")
 
     async def _sse(
         self, kind: Kind, body: ChatBody | CompletionBody, events: AsyncGenerator[WorkerEvent, None]
@@ -182,7 +182,7 @@ class _Server:
             await events.aclose()
 
     async def api_error(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+        assert isinstance(exc, LocalApiError)
         self.metrics.count_request(request.url.path, exc.status)
         return JSONResponse(error_body(exc.status, exc.message, exc.param), status_code=exc.status)
 
@@ -201,18 +201,19 @@ def _refuse_tools(body: ChatBody) -> None:
         field = "response_format"
     else:
         return
-    raise ApiError(
+    raise LocalApiError(
         400, f"{field} needs the xllamacpp engine (JSON-schema grammars); this server runs a "
         "token-level engine without them: serve a .gguf with --engine xllamacpp", param=field,
     )  # fmt: skip
 
 
-def _to_api_error(exc: BaseException) -> ApiError:
+def _to_api_error(exc: BaseException) -> LocalApiError:
     """Engine failures as HTTP errors: the request's fault is 400, memory 503, the rest 500."""
     if isinstance(exc, PromptTooLong):
-        return ApiError(400, str(exc), param="messages")
+        return LocalApiError(400, str(exc), param="messages")
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return ApiError(503, f"out of memory: {exc}")
+        return LocalApiError(503, f"out of memory: {exc}")
     if type(exc).__name__ in {"TemplateError", "TemplateSyntaxError", "UndefinedError"}:
-        return ApiError(400, f"the chat template rejected the messages: {exc}", param="messages")
-    return ApiError(500, f"{type(exc).__name__}: {exc}")
+        message = f"the chat template rejected the messages: {exc}"
+        return LocalApiError(400, message, param="messages")
+    return LocalApiError(500, f"{type(exc).__name__}: {exc}")

@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from intentmesh.local_backend._metrics import ServerMetrics
 from intentmesh.local_backend._protocol import (
-    ApiError,
     ChatBody,
     CompletionBody,
+    LocalApiError,
     chunk,
     error_body,
     new_id,
@@ -64,18 +64,18 @@ class NativeRoutes:
         body = parse_body(CompletionBody, raw)
         prompt = body.prompt
         if isinstance(prompt, list) and len(prompt) > 1 and isinstance(prompt[0], str):
-            raise ApiError(400, "only one prompt per request is supported", param="prompt")
+            raise LocalApiError(400, "only one prompt per request is supported", param="prompt")
         if not body.prompt:
-            raise ApiError(400, "prompt must not be empty", param="prompt")
+            raise LocalApiError(400, "prompt must not be empty", param="prompt")
         wire = self._wire(body, raw)
         wire.setdefault("max_tokens", body.wanted_tokens)
         return await self._respond("completion", request, body, wire, ToolPlan({}))
 
     def _wire(self, body: ChatBody | CompletionBody, raw: bytes) -> dict[str, Any]:
         if body.model is not None and body.model not in self.names:
-            raise ApiError(404, f"The model `{body.model}` does not exist.", param="model")
+            raise LocalApiError(404, f"The model `{body.model}` does not exist.", param="model")
         if body.return_token_ids:
-            raise ApiError(
+            raise LocalApiError(
                 400, "return_token_ids is not supported by the xllamacpp engine; use "
                 "--engine torch or llamacpp for token ids", param="return_token_ids",
             )  # fmt: skip
@@ -92,7 +92,7 @@ class NativeRoutes:
             events = self._stream(kind, wire)
             first = await anext(events, None)  # an error before the first chunk: HTTP error
             if first is None:
-                raise ApiError(500, "the engine ended the stream without a chunk")
+                raise LocalApiError(500, "the engine ended the stream without a chunk")
             self.metrics.count_request(request.url.path, 200)
             return StreamingResponse(
                 self._sse(first, events, body.include_usage, started),
@@ -119,7 +119,7 @@ class NativeRoutes:
                 self.engine.handle, kind, wire, None, limiter=self.limiter
             )
         except (RuntimeError, ValueError) as exc:
-            raise ApiError(400, f"the engine rejected the request: {exc}") from None
+            raise LocalApiError(400, f"the engine rejected the request: {exc}") from None
         _raise_engine_error(answer)
         return self._relabel(answer)
 
@@ -140,13 +140,13 @@ class NativeRoutes:
                     self.engine.handle, kind, wire, on_chunk, limiter=self.limiter
                 )
             except Exception as exc:  # noqa: BLE001 - reported to the reader
-                queue.put_nowait(ApiError(400, f"the engine rejected the request: {exc}"))
+                queue.put_nowait(LocalApiError(400, f"the engine rejected the request: {exc}"))
             queue.put_nowait(_END)
 
         task = asyncio.ensure_future(run())
         try:
             while (item := await queue.get()) is not _END:
-                if isinstance(item, ApiError):
+                if isinstance(item, LocalApiError):
                     raise item
                 _raise_engine_error(item)
                 yield self._relabel(item)
@@ -175,7 +175,7 @@ class NativeRoutes:
                         seen_text = True
                     yield sse(item)
                 item = await anext(events, None)
-        except ApiError as err:
+        except LocalApiError as err:
             yield sse(error_body(err.status, err.message))
         finally:
             await events.aclose()
@@ -214,7 +214,7 @@ def _raise_engine_error(data: dict[str, Any]) -> None:
     message = str(error.get("message") or error)
     if error.get("type") == "exceed_context_size_error":
         status = 400
-    raise ApiError(status if 400 <= status < 600 else 500, message)
+    raise LocalApiError(status if 400 <= status < 600 else 500, message)
 
 
 async def _replay(answer: dict[str, Any], usage: bool) -> AsyncIterator[bytes]:

@@ -1,6 +1,6 @@
 """The OpenAI wire format, as vLLM's server speaks it: request models, answers, chunks, errors.
 
-Pure data mapping, no I/O; see ``docs/protocols.md`` section 5.
+Pure data mapping, no I/O; the endpoints and error shapes are in ``docs/local.md`` ("Running it").
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from intentmesh.errors import validation_message
 from intentmesh.local_backend._generation import GenerationResult, SamplingParams
 
 __all__ = [
-    "ApiError",
+    "LocalApiError",
     "ChatBody",
     "CompletionBody",
     "answer",
@@ -31,7 +31,7 @@ _ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 500: "InternalServ
 _ERROR_TYPES |= {405: "MethodNotAllowedError", 503: "ServiceUnavailableError"}
 
 
-class ApiError(Exception):
+class LocalApiError(Exception):
     """An error answered as ``{"error": {...}}`` with ``status``."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None):
@@ -39,6 +39,9 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.param = param
+
+
+ApiError = LocalApiError  # the earlier name, for code written before the rename
 
 
 def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
@@ -115,7 +118,7 @@ _B = TypeVar("_B", bound=_Body)
 
 
 def parse_body(model: type[_B], raw: bytes) -> _B:
-    """Validate a JSON body, or raise a 400 :class:`ApiError` naming the field."""
+    """Validate a JSON body, or raise a 400 :class:`LocalApiError` naming the field."""
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
@@ -123,7 +126,7 @@ def parse_body(model: type[_B], raw: bytes) -> _B:
         param = ".".join(str(p) for p in first["loc"]) or None
         text = validation_message(first)
         message = f"{param}: {text}" if param else text
-        raise ApiError(400, message, param=param) from None
+        raise LocalApiError(400, message, param=param) from None
 
 
 def new_id(kind: Literal["chat", "completion"]) -> str:

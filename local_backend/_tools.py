@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from intentmesh.local_backend._protocol import ApiError
+from intentmesh.local_backend._protocol import LocalApiError
 
 __all__ = ["ToolPlan", "apply_tool_output", "check_text_only", "plan_tools"]
 
@@ -36,7 +36,7 @@ def check_text_only(messages: list[dict[str, Any]]) -> None:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in _IMAGE_PARTS or kind in _AUDIO_PARTS:
                 what = "image" if kind in _IMAGE_PARTS else kind
-                raise ApiError(
+                raise LocalApiError(
                     400,
                     f"messages[{i}].content[{j}]: this model reads text only and cannot take "
                     f"{what} input ({kind!r}); send text parts, or serve a multimodal model",
@@ -70,10 +70,12 @@ def plan_tools(body: dict[str, Any]) -> ToolPlan:
         choice = "auto" if tools else "none"
     if not tools or choice == "none":
         if choice not in ("none", "auto"):
-            raise ApiError(400, "tool_choice names a tool but no tools were given", param="tools")
+            raise LocalApiError(
+                400, f"tool_choice {choice!r} needs tools; none were given", param="tools"
+            )
         return _NO_TOOLS
     if body.get("response_format") not in (None, {"type": "text"}):
-        raise ApiError(
+        raise LocalApiError(
             400, "give either tools or response_format, not both", param="response_format"
         )
     by_name = {_name(t, i): t for i, t in enumerate(tools)}
@@ -118,11 +120,13 @@ def apply_tool_output(message: dict[str, Any], plan: ToolPlan) -> str | None:
 
 def _name(tool: Any, index: int) -> str:
     fn = tool.get("function") if isinstance(tool, dict) else None
-    if tool.get("type", "function") != "function" or not isinstance(fn, dict):
-        raise ApiError(400, f"tools[{index}]: only function tools are supported", param="tools")
+    if not isinstance(fn, dict) or tool.get("type", "function") != "function":
+        raise LocalApiError(
+            400, f"tools[{index}]: only function tools are supported", param="tools"
+        )
     name = fn.get("name")
     if not isinstance(name, str) or not name:
-        raise ApiError(400, f"tools[{index}].function.name is missing", param="tools")
+        raise LocalApiError(400, f"tools[{index}].function.name is missing", param="tools")
     return name
 
 
@@ -133,7 +137,7 @@ def _choose(choice: Any, by_name: dict[str, Any]) -> tuple[list[str], bool]:
         return list(by_name), True
     name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
     if name is None:
-        raise ApiError(
+        raise LocalApiError(
             400,
             "tool_choice must be 'none', 'auto', 'required' or "
             '{"type": "function", "function": {"name": ...}}',
@@ -141,7 +145,7 @@ def _choose(choice: Any, by_name: dict[str, Any]) -> tuple[list[str], bool]:
         )
     if name not in by_name:
         known = ", ".join(sorted(by_name))
-        raise ApiError(
+        raise LocalApiError(
             400, f"tool_choice names {name!r}, which is not among the tools ({known})",
             param="tool_choice",
         )  # fmt: skip
@@ -192,8 +196,8 @@ def _tools_message(by_name: dict[str, Any], forced: bool) -> dict[str, Any]:
     lines.append(
         'To call a tool, answer {"tool_call": {"name": "<tool>", "arguments": {...}}}.'
         if forced
-        else 'To call a tool, answer {"tool_call": {"name": "<tool>", "arguments": {...}}}; '
-        'to answer directly, answer {"response": "<your answer>"}.'
+        else 'When a tool can give the answer, call it: answer {"tool_call": {"name": "<tool>", '
+        '"arguments": {...}}}. Only when no tool fits, answer {"response": "<your answer>"}.'
     )
     return {"role": "system", "content": "\n".join(lines)}
 

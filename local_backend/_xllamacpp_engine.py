@@ -64,6 +64,7 @@ class XLlamaCppEngine:
         params.n_parallel = 1
         params.use_jinja = True  # the GGUF's own chat template, as transformers renders it
         params.warmup = False
+        params.cache_prompt = False  # a reused KV cache shifts greedy answers; same in, same out
         params.verbosity = -1
         params.cpuparams.n_threads = threads or usable_cores()
         params.cpuparams_batch.n_threads = threads or usable_cores()

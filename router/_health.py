@@ -53,6 +53,10 @@ class FleetView:
 class HealthShare(Protocol):
     """Where processes share breakers and latency (``intentmesh.fleet``); None: this one only."""
 
+    hold_margin_s: float
+    """How much longer than its cooldown a circuit stays open locally, so the fleet (not this
+    process's clock) decides who gets the half-open trial."""
+
     @property
     def view(self) -> FleetView | None:
         """The latest sync (a new object each time), None while the fleet is unreachable."""
@@ -233,9 +237,11 @@ class HealthBook:
         before = breaker.state
         breaker.record_failure(kind, message)
         if self.share is not None and before != "open" and breaker.state == "open":
+            cooldown = breaker.retry_in_s()
             self._published[backend] = self.share.publish_breaker(
-                backend, "open", breaker.retry_in_s(), breaker.last_error or kind
+                backend, "open", cooldown, breaker.last_error or kind
             )
+            breaker.follow("open", cooldown + self.share.hold_margin_s)
 
     def _sync(self, view: FleetView | None) -> None:
         """Adopt a new fleet view (cheap when nothing changed: one identity check)."""

@@ -71,19 +71,22 @@ class StreamRun:
         ex, call = self._executor, self._call
         head = await ex.run(call, self._open, self._discard)
         delivered = ""
-        while True:
-            seg = _Segment()
-            try:
-                async for chunk in self._body(head, seg, len(delivered)):
-                    yield chunk
-            except _Broken as broken:
-                delivered += "".join(seg.parts)
-                error = self._broken(head, delivered, broken.cause)
-                if call.on_midstream != "continue":
-                    raise error from broken.cause
-                head = await self._continue(head, delivered, error)
-                continue
-            break
+        try:
+            while True:
+                seg = _Segment()
+                try:
+                    async for chunk in self._body(head, seg, len(delivered)):
+                        yield chunk
+                except _Broken as broken:
+                    delivered += "".join(seg.parts)
+                    error = self._broken(head, delivered, broken.cause)
+                    if call.on_midstream != "continue":
+                        raise error from broken.cause
+                    head = await self._continue(head, delivered, error)
+                    continue
+                break
+        finally:  # closed early or broken: end the upstream request now, outermost first
+            await _aclose(head.iterator)
         self.outcome = self._finish(head, seg, delivered)
         yield Chunk(usage=self.outcome.usage, model=seg.model)
 

@@ -584,7 +584,7 @@ class ResultStream:
     (``attested``, ``consensus``, ``proof``) it waits for the verified answer, then yields it
     as one chunk. It raises exactly what :meth:`Gateway.ainfer` raises. After it, ``backend``,
     ``network`` and ``model`` name the answering backend and its (canonical) model.
-    Iterating calls it when it has not run.
+    Iterating calls it when it has not run; :meth:`open` is its blocking twin.
 
     After the last chunk, ``result`` holds the :class:`InferenceResult` with usage, cost and
     receipt. Streams fail over freely before the first token; after it, a failure raises
@@ -599,6 +599,7 @@ class ResultStream:
         self.network = ""
         self.model = ""
         self._opened = False
+        self._failure: BaseException | None = None
         self._started = 0.0
         self._call: Call | None = None
         self._run: StreamRun | None = None
@@ -608,20 +609,32 @@ class ResultStream:
         self._span: RequestSpan | None = None
 
     async def aopen(self) -> Self:
-        """Plan and start the stream; return once its first chunk (or verified answer) is in."""
+        """Plan and start the stream; return once its first chunk (or verified answer) is in.
+
+        Raises what :meth:`Gateway.ainfer` raises; calling it again returns the same stream
+        (or raises the same error).
+        """
+        if self._failure is not None:
+            raise self._failure
         if self._opened:
             return self
         self._opened = True
         telemetry = self._gateway.telemetry
         self._span = telemetry.start(self._intent) if telemetry is not None else None
         try:
-            return await self._open()
+            await self._open()
         except BaseException as exc:
+            self._failure = exc
             if self._span is not None:
                 self._span.fail(exc)
             raise
+        return self
 
-    async def _open(self) -> Self:
+    def open(self) -> Self:
+        """Blocking :meth:`aopen`, for streams from :meth:`Gateway.stream`."""
+        return self._gateway._portal.run(self.aopen())
+
+    async def _open(self) -> None:
         gw, intent = self._gateway, self._intent
         self._started = time.perf_counter()
         await gw._update_prices()
@@ -631,7 +644,7 @@ class ResultStream:
                 self._call = gw._call(intent)
                 result = await gw._complete(intent, self._call, self._started)
             self._whole(result)
-            return self
+            return
         call = self._call = gw._call(intent)
         self._run = gw._executor.stream(call)
         self._rest = cast(AsyncGenerator[Chunk, None], self._run.__aiter__())
@@ -640,7 +653,6 @@ class ResultStream:
         winner = next((a for a in reversed(call.attempts) if a.outcome == "ok"), None)
         if winner is not None:
             self.backend, self.network, self.model = winner.backend, winner.network, winner.model
-        return self
 
     def spent_usd(self) -> float:
         """What the stream has cost so far plus what is still reserved (an upper bound)."""
@@ -678,21 +690,24 @@ class ResultStream:
         ]
 
     async def _iterate(self) -> AsyncGenerator[Chunk, None]:
-        await self.aopen()
-        while self._head:
-            yield self._head.pop(0)
-        if self._rest is None or self._run is None or self._call is None:
-            if self._span is not None and self.result is not None:
-                self._span.finish(self.result)
-            return
         try:
+            await self.aopen()
+            while self._head:
+                yield self._head.pop(0)
+            if self._rest is None or self._run is None or self._call is None:
+                if self._span is not None and self.result is not None:
+                    self._span.finish(self.result)
+                return
             async for chunk in self._rest:
                 yield chunk
         except BaseException as exc:
-            if self._span is not None:
+            if self._span is not None and not isinstance(exc, GeneratorExit):
                 self._span.fail(exc)
             raise
-        assert self._run.outcome is not None
+        finally:  # closed early: close the executor's stream (and the upstream) with it
+            if self._rest is not None:
+                await self._rest.aclose()
+        assert self._run is not None and self._run.outcome is not None and self._call is not None
         gw = self._gateway
         self.result = await gw._finish(
             self._intent, self._call, self._run.outcome, self._started

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -20,6 +21,8 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Iterators handed to sync callers who may never finish them (closed by ``close``).
+        self._iterating: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def started(self) -> bool:
@@ -53,6 +56,8 @@ class LoopThread:
     def iterate(self, aiter: AsyncIterator[T]) -> Iterator[T]:
         """Drive an async iterator on the private loop, one item at a time."""
         anext_ = aiter.__anext__
+        with contextlib.suppress(TypeError):  # not weak-referenceable: nothing to close
+            self._iterating.add(aiter)
         try:
             while True:
                 try:
@@ -69,15 +74,24 @@ class LoopThread:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is not None and thread is not None:
+            open_iterators = list(self._iterating)
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(_drain(loop), loop).result(timeout=5)
+                drain = _drain(loop, open_iterators)
+                asyncio.run_coroutine_threadsafe(drain, loop).result(timeout=5)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
             loop.close()
 
 
-async def _drain(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what is still running on the private loop and finalise its async generators."""
+async def _drain(loop: asyncio.AbstractEventLoop, iterators: list[Any]) -> None:
+    """Close the streams sync callers left open, outermost first (closing every async
+    generator at once would close an inner one, e.g. the HTTP response, under an outer one
+    still using it); then cancel what still runs and finalise the other async generators."""
+    for iterator in iterators:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
     current = asyncio.current_task()
     pending = [t for t in asyncio.all_tasks(loop) if t is not current]
     for task in pending:

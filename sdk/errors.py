@@ -1,33 +1,42 @@
 """The one error tree of intentmesh.
 
 Every failure a user can see is one of these classes; vendor and transport exceptions are
-translated once, at the adapter boundary (``adapters._http.map_transport_errors``).
+translated once, at the adapter boundary (``adapters._http.map_transport_errors``). Each class
+has a ``kind``, a stable machine-readable name (class attribute, shown in brackets below where
+it is a backend call's ``error_kind``); a subclass without its own keeps its parent's. Classes
+defined elsewhere are marked with their module.
 
     IntentmeshError
     ├── ConfigurationError          the config file or a Gateway argument is wrong
+    │   └── EngineNotInstalled, LocalModelNotFound, PortInUse      (local_backend)
     ├── IntentValidationError       an Intent field is wrong (``.field``, ``.fix``); also ValueError
     ├── RoutingError
     │   └── NoRouteError            nothing feasible; ``.rejections`` says why for every backend
     ├── BackendError                one backend call failed (``.backend``, ``.status_code``)
-    │   ├── TransientError          worth a retry on the same backend
-    │   │   ├── BackendTimeout
-    │   │   ├── BackendConnectionError
-    │   │   └── BackendUnavailable  5xx
-    │   ├── RateLimited             429 / 529, ``.retry_after`` seconds when the backend said
-    │   ├── PaymentRequired         402: out of credit on that backend
-    │   ├── AuthenticationError     401 / 403
-    │   │   └── MissingApiKey       the key's variable is not set; nothing was sent (``.key_env``)
-    │   ├── ModelNotFound           404: the backend no longer serves this model
-    │   ├── InvalidRequest          400 / 422: no backend would accept it; never failed over
-    │   ├── MalformedResponse       the backend answered something we cannot parse
-    │   ├── VerificationFailed      its evidence for the intent's level did not check out
-    │   │   ├── AttestationFailed   wrong/stale nonce, bad structure, measurement, instance
-    │   │   └── ProofFailed         proof missing, malformed, for other data, or rejected
-    │   └── LevelUnavailable        claims a level it has no means to show; never downgraded
-    ├── LimitExceeded               a named limit or key refused the request (``.limit``,
-    │                               ``.kind``: budget / requests_per_min / tokens_per_min /
-    │                               usd_per_day, ``.retry_after`` seconds when it will pass)
+    │   ├── TransientError          worth a retry on the same backend [transient]
+    │   │   ├── BackendTimeout      [timeout]
+    │   │   │   └── ServerStartTimeout                 (local_backend)
+    │   │   ├── BackendConnectionError                 [connection]
+    │   │   │   └── StreamTruncated SSE ended without [DONE] or a finish  (adapters._http)
+    │   │   └── BackendUnavailable  5xx [unavailable]
+    │   │       └── ServerStartFailed                  (local_backend)
+    │   ├── RateLimited             429 / 529, ``.retry_after`` seconds [rate_limited]
+    │   ├── PaymentRequired         402: out of credit on that backend [payment_required]
+    │   ├── AuthenticationError     401 / 403 [auth]
+    │   │   └── MissingApiKey       the key's variable is unset; nothing sent (``.key_env``)
+    │   ├── ModelNotFound           404: the backend no longer serves this model [model_not_found]
+    │   ├── InvalidRequest          400 / 422: no backend would accept it [invalid_request]
+    │   ├── MalformedResponse       an answer we cannot parse [malformed_response]
+    │   ├── VerificationFailed      its evidence did not check out [verification_failed]
+    │   │   ├── AttestationFailed   nonce, structure, measurement, instance [attestation_failed]
+    │   │   └── ProofFailed         proof missing, malformed, for other data [proof_failed]
+    │   └── LevelUnavailable        claims a level it cannot show; never downgraded
+    │                               [level_unavailable]
+    ├── LimitExceeded               a named limit or key refused the request (``.limit``;
+    │                               ``.kind``, per instance: budget / requests_per_min /
+    │                               tokens_per_min / usd_per_day; ``.retry_after`` seconds)
     ├── StateUnavailable            the shared state store ([state] url) cannot be reached
+    │                               [state_unavailable]
     ├── ExecutionError              the plan ran and did not produce an answer
     │   ├── DeadlineExceeded        ``max_latency_ms`` passed across all attempts
     │   ├── AllBackendsFailed       every candidate failed; ``.attempts`` has each failure
@@ -40,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from intentmesh.router import Attempt, Rejection
@@ -109,6 +118,8 @@ class ConfigurationError(IntentmeshError):
     ``source`` (file), ``line`` and ``key`` (the offending key, e.g. ``base_url``) when known.
     """
 
+    kind: ClassVar[str] = "configuration"
+
     def __init__(
         self,
         message: str,
@@ -130,6 +141,8 @@ class ConfigurationError(IntentmeshError):
 class IntentValidationError(IntentmeshError, ValueError):
     """An intent field is invalid. ``errors`` lists ``(field, message)`` pairs."""
 
+    kind: ClassVar[str] = "invalid_intent"
+
     def __init__(self, errors: Sequence[tuple[str, str]]):
         self.errors = list(errors)
         self.field = self.errors[0][0] if self.errors else ""
@@ -138,7 +151,10 @@ class IntentValidationError(IntentmeshError, ValueError):
 
 
 class LimitExceeded(IntentmeshError):
-    """A named limit refused the request: its budget is spent or a rate window is full."""
+    """A named limit refused the request: its budget is spent or a rate window is full.
+
+    Its ``kind`` is per instance: which limit (``budget``, ``requests_per_min``, ...).
+    """
 
     def __init__(
         self, message: str, *, limit: str, kind: str, retry_after: float | None = None
@@ -152,13 +168,19 @@ class LimitExceeded(IntentmeshError):
 class StateUnavailable(IntentmeshError):
     """The shared state store (``[state] url``) cannot be reached; budgets fail closed."""
 
+    kind: ClassVar[str] = "state_unavailable"
+
 
 class RoutingError(IntentmeshError):
     """The solver could not produce a usable plan."""
 
+    kind: ClassVar[str] = "routing"
+
 
 class NoRouteError(RoutingError):
     """No backend can serve the intent; ``rejections`` explains each one."""
+
+    kind: ClassVar[str] = "no_route"
 
     def __init__(self, model: str, rejections: Sequence[Rejection], hint: str = ""):
         self.model = model
@@ -174,6 +196,7 @@ class NoRouteError(RoutingError):
 class BackendError(IntentmeshError):
     """A single backend call failed."""
 
+    kind: ClassVar[str] = "backend_error"
     retryable = False
     failover = True
 
@@ -193,33 +216,36 @@ class BackendError(IntentmeshError):
         self.body = body[:2000]
         self.headers = dict(headers or {})
 
-    @property
-    def kind(self) -> str:
-        """A stable machine-readable name of the error class, e.g. ``rate_limited``."""
-        return _KINDS.get(type(self), "backend_error")
-
 
 class TransientError(BackendError):
     """A passing failure: retry the same backend, then fail over."""
 
+    kind: ClassVar[str] = "transient"
     retryable = True
 
 
 class BackendTimeout(TransientError):
     """The backend did not answer in time."""
 
+    kind: ClassVar[str] = "timeout"
+
 
 class BackendConnectionError(TransientError):
     """The connection could not be made or broke."""
+
+    kind: ClassVar[str] = "connection"
 
 
 class BackendUnavailable(TransientError):
     """The backend answered 5xx."""
 
+    kind: ClassVar[str] = "unavailable"
+
 
 class RateLimited(BackendError):
     """429 or 529; ``retry_after`` is in seconds when the backend said so."""
 
+    kind: ClassVar[str] = "rate_limited"
     retryable = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any):
@@ -230,9 +256,13 @@ class RateLimited(BackendError):
 class PaymentRequired(BackendError):
     """402: the account on that backend cannot pay for this request."""
 
+    kind: ClassVar[str] = "payment_required"
+
 
 class AuthenticationError(BackendError):
     """401/403: the key is missing, wrong or not allowed."""
+
+    kind: ClassVar[str] = "auth"
 
 
 class MissingApiKey(AuthenticationError):
@@ -240,6 +270,8 @@ class MissingApiKey(AuthenticationError):
 
     Raised before anything is sent, instead of the network's 401; fails over like one.
     """
+
+    kind: ClassVar[str] = "auth"
 
     def __init__(self, key_env: str, *, backend: str = "") -> None:
         super().__init__(
@@ -252,35 +284,26 @@ class MissingApiKey(AuthenticationError):
 class ModelNotFound(BackendError):
     """404: this backend no longer serves the model; it is marked and skipped."""
 
+    kind: ClassVar[str] = "model_not_found"
+
 
 class InvalidRequest(BackendError):
     """400/422: a request no backend would accept. Raised at once, never failed over."""
 
+    kind: ClassVar[str] = "invalid_request"
     failover = False
 
 
 class MalformedResponse(BackendError):
     """The backend's answer could not be parsed."""
 
-
-_KINDS: dict[type[BackendError], str] = {
-    BackendError: "backend_error",
-    TransientError: "transient",
-    BackendTimeout: "timeout",
-    BackendConnectionError: "connection",
-    BackendUnavailable: "unavailable",
-    RateLimited: "rate_limited",
-    PaymentRequired: "payment_required",
-    AuthenticationError: "auth",
-    MissingApiKey: "auth",
-    ModelNotFound: "model_not_found",
-    InvalidRequest: "invalid_request",
-    MalformedResponse: "malformed_response",
-}
+    kind: ClassVar[str] = "malformed_response"
 
 
 class ExecutionError(IntentmeshError):
     """The plan ran but produced no answer; ``attempts`` records every try."""
+
+    kind: ClassVar[str] = "execution"
 
     def __init__(self, message: str, attempts: Sequence[Attempt] = ()):
         super().__init__(message)
@@ -290,9 +313,13 @@ class ExecutionError(IntentmeshError):
 class DeadlineExceeded(ExecutionError):
     """The intent's ``max_latency_ms`` ran out across all attempts."""
 
+    kind: ClassVar[str] = "deadline"
+
 
 class AllBackendsFailed(ExecutionError):
     """Every candidate in the plan failed."""
+
+    kind: ClassVar[str] = "all_backends_failed"
 
 
 class MidStreamError(ExecutionError):
@@ -300,6 +327,8 @@ class MidStreamError(ExecutionError):
 
     ``delivered`` is the text already yielded, ``backend`` the backend that broke.
     """
+
+    kind: ClassVar[str] = "mid_stream"
 
     def __init__(
         self,
@@ -319,6 +348,8 @@ class MidStreamError(ExecutionError):
 class ReceiptError(IntentmeshError):
     """A receipt or the ledger failed verification; the message names the first bad receipt."""
 
+    kind: ClassVar[str] = "receipt"
+
     def __init__(self, message: str, *, receipt_id: str | None = None):
         super().__init__(message)
         self.receipt_id = receipt_id
@@ -327,6 +358,7 @@ class ReceiptError(IntentmeshError):
 class VerificationFailed(BackendError):
     """The backend answered, but its evidence for the requested level did not verify."""
 
+    kind: ClassVar[str] = "verification_failed"
     check = "verification"
 
     def __init__(self, message: str, *, backend: str = "", check: str | None = None) -> None:
@@ -334,34 +366,24 @@ class VerificationFailed(BackendError):
         if check is not None:
             self.check = check
 
-    @property
-    def kind(self) -> str:
-        return "verification_failed"
-
 
 class AttestationFailed(VerificationFailed):
     """Attestation evidence failed a check (``.check`` names it: ``nonce``, ``freshness``,
     ``structure``, ``instance``, ``measurement``, ``quote_signature``, ``fetch``)."""
 
-    @property
-    def kind(self) -> str:
-        return "attestation_failed"
+    kind: ClassVar[str] = "attestation_failed"
 
 
 class ProofFailed(VerificationFailed):
     """The proof of computation was missing, malformed, for other data, or did not verify."""
 
-    @property
-    def kind(self) -> str:
-        return "proof_failed"
+    kind: ClassVar[str] = "proof_failed"
 
 
 class LevelUnavailable(BackendError):
     """The backend is configured with a level it has no means to show; never downgraded."""
 
-    @property
-    def kind(self) -> str:
-        return "level_unavailable"
+    kind: ClassVar[str] = "level_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +410,8 @@ class ConsensusError(ExecutionError):
     ``answers`` lists every backend's answer (with its similarity to the first), ``dissenters``
     the backends that were penalised, ``threshold`` and ``comparison`` the rule applied.
     """
+
+    kind: ClassVar[str] = "consensus"
 
     def __init__(
         self,

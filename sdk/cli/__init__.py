@@ -30,7 +30,16 @@ from intentmesh.cli import (
 from intentmesh.cli._common import ConfigOpt, JsonOpt, Options, VerboseOpt
 from intentmesh.cli._errors import CliError, report, usage_line, wants_verbose
 
-__all__ = ["app", "main"]
+__all__ = ["app", "generate_sdl", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    # The Akash SDL template of ``intentmesh akash sdl``, imported only when asked for.
+    if name == "generate_sdl":
+        from intentmesh.cli._akash import generate_sdl
+
+        return generate_sdl
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Sub-apps of other packages, imported only when their command runs: name -> (target, help).
 LAZY_APPS: dict[str, tuple[str, str]] = {

@@ -246,7 +246,7 @@ def read_ledger(opts: Options) -> Workload:
     from intentmesh.receipts import Ledger
 
     path = ledger_path(opts, None)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():  # a postgresql:// URL is not a file
         raise CliError(
             f"--workload receipts: no receipt ledger at {path}; it is created by the first "
             "`intentmesh infer`, or pass an export with --workload FILE",

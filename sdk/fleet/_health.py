@@ -37,7 +37,7 @@ class RedisHealthShare:
         self.backends = list(backends)
         self.interval_s = state.config.sync_interval_s
         self._lease_ms = max(1, round(state.config.trial_lease_s * 1000))
-        self._margin_s = 2 * self.interval_s + 0.5
+        self.hold_margin_s = 2 * self.interval_s + 0.5
         self._events: deque[tuple[Any, ...]] = deque()
         self._seq = itertools.count(1)
         self._stop = threading.Event()
@@ -138,7 +138,7 @@ class RedisHealthShare:
         for i, name in enumerate(self.backends):
             verdict, ms, error = flat[3 * i : 3 * i + 3]
             said = _text(verdict)
-            hold = int(ms) / 1000 + self._margin_s if said == "open" else 0.0
+            hold = int(ms) / 1000 + self.hold_margin_s if said == "open" else 0.0
             breakers[name] = FleetVerdict(said, hold, _text(error) or None)
         return FleetView(acked, breakers, self._latency())
 

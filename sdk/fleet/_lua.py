@@ -63,8 +63,8 @@ local amount = want
 for i = 0, n - 1 do
   local h, z, a = KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i]
   purge(h, z, a)
-  local spent = tonumber(redis.call('HGET', h, 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', h, 'reserved') or '0')
+  local held = redis.call('HMGET', h, 'spent', 'reserved')
+  local spent, reserved = tonumber(held[1] or '0'), tonumber(held[2] or '0')
   local room = tonumber(ARGV[8 + 2 * i]) - spent - reserved
   if room < amount then amount = room end
   if amount < minimum then return {3, i + 1, spent, reserved} end

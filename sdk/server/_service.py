@@ -12,7 +12,15 @@ from intentmesh._gateway import Gateway, ResultStream
 from intentmesh._intent import Intent
 from intentmesh._result import InferenceResult
 from intentmesh.errors import LimitExceeded, StateUnavailable
-from intentmesh.fleet import AccountStore, Hold, admit, cost_of_failure, settle
+from intentmesh.fleet import (
+    AccountStore,
+    Hold,
+    LocalAccounts,
+    SpendBook,
+    admit,
+    cost_of_failure,
+    settle,
+)
 from intentmesh.router import Plan
 from intentmesh.server._config import KeyConfig
 from intentmesh.server._errors import ApiError, translate
@@ -43,6 +51,15 @@ class Service:
         self.gateway = gateway
         self.accounts = accounts
         self.keys = {k.label: k for k in keys}
+        if isinstance(accounts, LocalAccounts):
+            for key in keys:
+                if key.budget_usd is not None:
+                    accounts.open_account(key.label, key.budget_usd)
+
+    @property
+    def book(self) -> SpendBook | None:
+        """The embedded budget store (None when budgets live in the fleet's Redis)."""
+        return self.accounts.book if isinstance(self.accounts, LocalAccounts) else None
 
     async def prepare(self, request: ParsedRequest, key: KeyConfig | None) -> Prepared:
         """Build the intent, apply the key's policy, check its rates and reserve its worst case."""

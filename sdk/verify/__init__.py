@@ -1,9 +1,12 @@
-"""Verifiability beyond the receipt: attestation, consensus and proof verifiers.
+"""Verifiability beyond the receipt: spot checks, attestation, consensus and proofs.
 
 ``docs/verifiability.md`` says what each level proves and what it does not. The gateway uses
-:class:`LevelRunner`; the verifier interfaces (:class:`AttestationVerifier`,
-:class:`QuoteVerifier`, :class:`ProofVerifier`, :class:`ProvingBackend`) are where external
-verification services and new proof systems plug in.
+:class:`LevelRunner`. Shipped verifiers: TDX evidence (:class:`TdxAttestationVerifier`), Intel
+DCAP quote signatures (:class:`DcapQuoteVerifier`, dcap-qvl), NVIDIA GPU evidence
+(:class:`NrasVerifier`), EZKL proofs, ``aci/1`` receipt interop
+(:func:`export_aci_receipt`, :func:`verify_aci_receipt`). The interfaces
+(:class:`AttestationVerifier`, :class:`QuoteVerifier`, :class:`ProofVerifier`,
+:class:`ProvingBackend`) are where other verification services and proof systems plug in.
 """
 
 from intentmesh.errors import (
@@ -47,11 +50,11 @@ __all__ = [
     "AttestationPolicy",
     "AttestationReport",
     "AttestationVerifier",
+    "CollateralCache",
     "ConsensusAnswer",
     "ConsensusError",
     "ConsensusPlan",
     "ConsensusPolicy",
-    "CollateralCache",
     "DcapPolicy",
     "DcapQuoteVerifier",
     "EzklVerifier",

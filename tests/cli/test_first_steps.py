@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,15 +27,26 @@ needs_local_model = pytest.mark.skipif(
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A user's shell: own home, no config, the local default on; the local server is stopped
-    afterwards."""
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A user's shell: own home, no config, the local default on; a local server the test
+    started is stopped afterwards."""
     monkeypatch.chdir(tmp_path)
     environ = {**os.environ, "INTENTMESH_HOME": str(tmp_path / "home"), "COLUMNS": "120"}
     environ.pop("INTENTMESH_LOCAL_DEFAULT", None)
     environ.pop("INTENTMESH_CONFIG", None)
     yield environ
     subprocess.run([EXE, "local", "stop"], env=environ, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def env(shell: dict[str, str]) -> dict[str, str]:
+    """:func:`shell`, where the embedded model's server can start on its default port."""
+    from intentmesh.local_backend import DEFAULT_PORT
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", DEFAULT_PORT)) == 0:
+            pytest.skip(f"another process (not this test's) holds the local port {DEFAULT_PORT}")
+    return shell
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 300) -> str:
@@ -103,7 +115,8 @@ def test_the_demo_hints_work_as_printed(tmp_path, monkeypatch):
 
 
 @needs_local_model
-def test_the_demo_hints_without_home_work_with_the_local_model(env, tmp_path):
+def test_the_demo_hints_without_home_work_with_the_local_model(shell, tmp_path):
+    env = shell
     out = run([EXE, "demo"], env, timeout=120)
     hints = re.findall(r"`(intentmesh [^`]+)`", out[out.index("Next") :])
     assert any(h.startswith("intentmesh quote") for h in hints), out

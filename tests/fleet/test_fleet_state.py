@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from fleet_support import MODEL, REDIS_URL, backend_toml, state_toml, wait_for
+from fleet_support import MODEL, REDIS_URL, TcpProxy, backend_toml, state_toml, wait_for
 
 from intentmesh import ExecutionError, Gateway, LimitExceeded, StateUnavailable
 from intentmesh.config import StateConfig, parse_config
@@ -17,6 +17,7 @@ from intentmesh.fleet import (
     Limits,
     LocalAccounts,
     RedisAccounts,
+    RedisHealthShare,
     RedisState,
     open_fleet,
 )
@@ -240,7 +241,7 @@ def test_latency_is_shared(provider: FakeOpenAIProvider, prefix: str) -> None:
             two.health.breaker("fake")  # any read adopts the latest view
             return two.health.latency("fake", "fake-llama", 800.0).samples
 
-        assert wait_for(samples, what="shared latency samples") >= 3
+        wait_for(lambda: samples() >= 3, what="three shared latency samples")
 
 
 def test_health_fails_open_when_the_store_is_down(provider: FakeOpenAIProvider) -> None:
@@ -299,3 +300,126 @@ async def test_price_cache_serves_one_fetch_to_every_process(prefix: str) -> Non
     assert (got[0].id, got[0].input_price, got[0].output_price) == ("m", 0.1, 0.2)
     assert list(got[0].attributes["aliases"]) == ["a"] and 0 <= age < 60
     await state.aclose()
+
+
+async def test_budgets_fail_closed_then_recover_when_redis_returns(prefix: str) -> None:
+    from urllib.parse import urlsplit
+
+    proxy = TcpProxy(urlsplit(REDIS_URL).port or 6379).start()
+    config = StateConfig(url=proxy.url, prefix=prefix, timeout_s=2)
+    store = RedisAccounts(RedisState(config, proxy.url))
+    try:
+        first = await store.aadmit("team", BUDGET, 0.4, 0.1)
+        proxy.stop()  # Redis "goes down" mid-run
+        with pytest.raises(StateUnavailable, match="unavailable during budget admission"):
+            await store.aadmit("team", BUDGET, 0.4, 0.1)
+        await store.asettle(first, 0.3, 0)  # cannot be written: kept for later
+        assert store.pending == 1
+        proxy.start()  # back on the same port
+        second = None
+        for _ in range(100):  # the client reconnects on its own; bounded retries
+            try:
+                second = await store.aadmit("team", BUDGET, 0.4, 0.1)
+                break
+            except StateUnavailable:
+                await asyncio.sleep(0.1)
+        assert second is not None and store.pending == 0
+        balance = await store.abalance("team", BUDGET)
+        assert balance.spent == pytest.approx(0.3)  # the deferred settlement was written
+        assert balance.reserved == pytest.approx(0.4)
+    finally:
+        proxy.stop()
+        await store.aclose()
+
+
+def test_health_sharing_resumes_when_redis_returns(
+    provider: FakeOpenAIProvider, prefix: str
+) -> None:
+    from urllib.parse import urlsplit
+
+    proxy = TcpProxy(urlsplit(REDIS_URL).port or 6379).start()
+    state = RedisState(StateConfig(url=proxy.url, prefix=prefix, sync_interval_s=0.05), proxy.url)
+    share = RedisHealthShare(state, ["fake"])
+    try:
+        wait_for(lambda: share.view is not None, what="a first view")
+        proxy.stop()
+        wait_for(lambda: share.view is None and not share.available, what="the outage")
+        proxy.start()
+        wait_for(lambda: share.view is not None and share.available, what="the recovery")
+    finally:
+        share.close()
+        proxy.stop()
+
+
+def test_server_workers_with_budgets_need_a_file_or_state() -> None:
+    from intentmesh.server import parse_configs
+
+    keys = '[server]\nworkers = 2\n[[server.keys]]\nname = "a"\nkey_env = "K"\nbudget_usd = 1\n'
+    with pytest.raises(Exception, match="budget_db = a file path, or \\[state\\] url"):
+        parse_configs(keys)
+    _, server = parse_configs(f'[state]\nurl = "{REDIS_URL}"\n' + keys)
+    assert server.workers == 2
+
+
+async def test_one_price_fetch_serves_every_gateway_of_the_fleet(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from intentmesh.config import GatewayConfig
+    from intentmesh.testing.networks import ChutesModel, FakeChutes
+
+    chutes_id = "unsloth/Llama-3.1-8B-Instruct"
+    with FakeChutes([ChutesModel(chutes_id, 0.02, 0.05)]) as fake:
+        monkeypatch.setenv("CHUTES_TEST_KEY", fake.key)
+        entry = {
+            "name": "chutes",
+            "type": "chutes",
+            "network": "bittensor",
+            "base_url": fake.base_url,
+            "api_key_env": "CHUTES_TEST_KEY",
+            "models": [{"name": MODEL, "id": chutes_id, "input_price": 9, "output_price": 9}],
+        }
+        config = GatewayConfig.model_validate(
+            {"backends": [entry], "state": {"url": REDIS_URL, "prefix": prefix}}
+        )
+        for _ in range(3):  # three "processes", one fetch
+            async with Gateway(config) as gw:
+                await gw.arefresh_prices()
+                (offer,) = gw.offers
+                assert (offer.input_price, offer.price_source) == (0.02, "live")
+        assert fake.calls["/v1/models"] == 1
+
+
+def test_server_refuses_limited_keys_with_503_while_the_store_is_down(
+    provider: FakeOpenAIProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("starlette", reason="the server extra is not installed")
+    import httpx
+
+    from intentmesh.server import KeyConfig, ThreadedServer, create_app
+
+    monkeypatch.setenv("LIMITED_KEY", "sk-limited")
+    monkeypatch.setenv("OPEN_KEY", "sk-open")
+    keys = [
+        KeyConfig(name="limited", key_env="LIMITED_KEY", budget_usd=1.0),
+        KeyConfig(name="unlimited", key_env="OPEN_KEY"),
+    ]
+    url = refused_url().replace("http://", "redis://")
+    accounts = RedisAccounts(RedisState(StateConfig(url=url, timeout_s=0.5), url))
+    text = "[receipts]\nenabled = false\n" + backend_toml("fake", provider.base_url)
+    with Gateway(parse_config(text)) as gw:
+        server = ThreadedServer(create_app(gw, keys=keys, accounts=accounts)).start()
+        try:
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+
+            def post(key: str) -> httpx.Response:
+                headers = {"authorization": f"Bearer {key}"}
+                return httpx.post(
+                    server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30
+                )
+
+            refused = post("sk-limited")
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "state_unavailable"
+            assert post("sk-open").status_code == 200  # keys without limits keep working
+        finally:
+            server.stop()

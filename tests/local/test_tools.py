@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from intentmesh.local_backend._protocol import ApiError
+from intentmesh.local_backend._protocol import LocalApiError
 from intentmesh.local_backend._tools import (
     ToolPlan,
     apply_tool_output,
@@ -124,7 +124,7 @@ def test_none_answers_in_text_and_the_history_becomes_text() -> None:
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(
     fields: dict[str, Any], param: str
 ) -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(LocalApiError) as caught:
         plan_tools(body(**fields))
     assert (caught.value.status, caught.value.param) == (400, param)
 
@@ -136,7 +136,7 @@ def test_image_and_audio_parts_are_refused_by_position() -> None:
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": [{"type": "text", "text": "what?"}, {"type": kind}]},
         ]
-        with pytest.raises(ApiError) as caught:
+        with pytest.raises(LocalApiError) as caught:
             check_text_only(messages)
         assert caught.value.param == "messages[1].content[1]"
         assert "text only" in caught.value.message

@@ -61,7 +61,8 @@ def smol_url() -> Iterator[str]:
     from intentmesh.local_backend._app import create_app
     from intentmesh.local_backend._xllamacpp_engine import XLlamaCppEngine
 
-    engine = XLlamaCppEngine.load(default_model_path(), model_id=DEFAULT_MODEL_NAME)
+    # One thread: on a loaded 2-core machine llama.cpp's thread barrier makes 2 threads far slower.
+    engine = XLlamaCppEngine.load(default_model_path(), model_id=DEFAULT_MODEL_NAME, threads=1)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -116,3 +116,23 @@ def test_bad_spot_values_are_named() -> None:
         intent(spot_rate=1.5)
     with pytest.raises(ValueError, match="spot_rate must be from 0 to 1"):
         SpotPolicy(rate=-0.1)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_spot_behaves_the_same_streamed(
+    start: Callable[..., Any], tmp_path: Path, streamed: bool
+) -> None:
+    gw, _, _ = gateway(start, tmp_path, "five")
+    with gw:
+        if streamed:
+            chunks = list(gw.stream(intent()))
+            assert "".join(c.text for c in chunks) == "five"
+        else:
+            assert gw.infer(intent()).text == "five"
+        assert gw.health.penalty("remote") > 0  # the sampled disagreement was seen either way
+        with pytest.raises(AllBackendsFailed, match="spot check"):
+            if streamed:
+                list(gw.stream(intent(spot_fail=True)))
+            else:
+                gw.infer(intent(spot_fail=True))
+        assert len(gw.ledger) == 1  # the refused answer has no receipt

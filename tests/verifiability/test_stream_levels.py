@@ -58,6 +58,13 @@ def test_a_failed_check_reaches_the_caller_through_the_attempts(
             else:
                 gw.infer(ATTESTED)
         assert len(gw.ledger) == 0
+        if streamed:  # opening again, or iterating, raises the same error: never an empty stream
+            stream = gw.stream(ATTESTED)
+            with pytest.raises(AllBackendsFailed) as again:
+                stream.open()
+            with pytest.raises(AllBackendsFailed) as iterated:
+                list(stream)
+            assert again.value is iterated.value and stream.result is None
     attempt = err.value.attempts[0]
     assert attempt.error_kind == "attestation_failed"
     assert attempt.extra["check"] == "measurement"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from intentmesh.adapters._epistula import Hotkey, verify_epistula
+from intentmesh.adapters.bittensor_native import Hotkey, verify_epistula
 from intentmesh.testing._server import FakeRequest, FakeResponse
 from intentmesh.testing.networks._base import NetworkFake
 
