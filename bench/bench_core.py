@@ -153,11 +153,17 @@ async def run_suite(base_url: str, n: int, home: Path) -> dict[str, dict[str, di
             for name, fn in cases.items():
                 if concurrency > 1 and name.endswith("_backends"):
                     continue
+                cpu0 = time.process_time()  # all threads of this process (receipt writer too)
                 samples = await measure(fn, n // 2, concurrency)
-                out[label].setdefault(name, {"samples": []})["samples"] += samples  # type: ignore[operator]
+                entry = out[label].setdefault(name, {"samples": [], "cpu_s": 0.0, "calls": 0})
+                entry["samples"] += samples  # type: ignore[operator]
+                entry["cpu_s"] += time.process_time() - cpu0  # type: ignore[operator]
+                entry["calls"] += len(samples) + min(50, n // 2)  # type: ignore[operator]
         for name in list(out[label]):
-            samples = out[label][name].pop("samples")  # type: ignore[arg-type]
-            out[label][name] = percentiles(samples)  # type: ignore[arg-type]
+            entry = out[label][name]
+            stats = percentiles(entry.pop("samples"))  # type: ignore[arg-type]
+            stats["cpu_us"] = entry["cpu_s"] / max(1, entry["calls"]) * 1e6  # type: ignore[operator]
+            out[label][name] = stats
     await client.aclose()
     await same.aclose()
     await session.close()
@@ -275,13 +281,16 @@ def report(results: dict[str, object]) -> None:
     assert isinstance(http, dict)
     for label, cases in http.items():
         floor = cases["floor_aiohttp"]
-        print(f"\n{label}: p50 / p99 ms, added over a raw aiohttp call (same run)")
+        print(f"\n{label}: p50 / p99 ms, added over a raw aiohttp call (same run);")
+        print("  CPU us per call of this process (all threads; upstream excluded), added")
         for name, stats in cases.items():
             added50 = stats["p50_ms"] - floor["p50_ms"]
             added99 = stats["p99_ms"] - floor["p99_ms"]
+            added_cpu = stats["cpu_us"] - floor["cpu_us"]
             print(
                 f"  {name:32s} {stats['p50_ms']:7.3f} / {stats['p99_ms']:7.3f}   "
                 f"+{added50:6.3f} / +{added99:6.3f}   x{stats['p50_ms'] / floor['p50_ms']:.2f}"
+                f"   cpu {stats['cpu_us']:7.1f} us (+{added_cpu:6.1f})"
             )
     lite = results.get("litellm")
     if isinstance(lite, dict):

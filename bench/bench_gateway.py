@@ -1,20 +1,29 @@
-"""Gateway throughput and added latency: direct vs ``intentmesh serve`` vs LiteLLM's proxy.
+"""Gateway cost and throughput: direct vs ``intentmesh serve`` vs LiteLLM's proxy.
 
-    python bench/bench_gateway.py [--quick] [--litellm-venv /tmp/litellm-proxy-venv]
+    python bench/bench_gateway.py [--quick] [--seconds 10] [--workers 1]
+                                  [--litellm-venv /tmp/litellm-proxy-venv]
 
 One fake OpenAI-compatible upstream runs in its own process (``FakeOpenAIProvider``, no added
-latency); the gateway (and LiteLLM's proxy, when its venv exists) run in theirs. An httpx
-load generator in this process sends non-streaming chat completions at concurrency 1, 64 and
-256 and reports throughput and p50/p99 latency; "added" is the gateway's percentile minus the
-direct call's at the same concurrency.
+latency); the gateway (and LiteLLM's proxy, when its venv exists) run in theirs.
+
+**Server CPU per request** (the headline): a fixed-length load run (``--seconds``) at
+concurrency 64, with ``wrk`` as the load generator when it is installed (else the aiohttp
+load generator below, in its own process); the user + system CPU of the server process and all
+its descendants (``/proc``) over the run, divided by the requests served. Stable on a noisy
+machine where percentiles are not. Beside it: req/s and p50/p99 of that run.
+
+Then a closed-loop latency sweep at concurrency 1, 64 and 256 (``--sweep``): "added" is the
+gateway's percentile minus the direct call's at the same concurrency.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -54,12 +63,12 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -
 
 
 @contextmanager
-def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[int]:
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(args, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_ready(ready_url, proc)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -77,7 +86,14 @@ def upstream(port: int) -> Any:
     return process([sys.executable, "-c", code], f"http://127.0.0.1:{port}/health")
 
 
-def gateway(port: int, upstream_port: int, workdir: Path, verifiability: str) -> Any:
+def gateway(
+    port: int,
+    upstream_port: int,
+    workdir: Path,
+    verifiability: str,
+    workers: int = 1,
+    pythonpath: str | None = None,
+) -> Any:
     config = workdir / f"intentmesh-{verifiability}.toml"
     config.write_text(
         f'[receipts]\nledger = "{workdir / "ledger.db"}"\nkey = "{workdir / "key.pem"}"\n'
@@ -86,12 +102,14 @@ def gateway(port: int, upstream_port: int, workdir: Path, verifiability: str) ->
         f'base_url = "http://127.0.0.1:{upstream_port}/v1"\n'
         "[[backends.models]]\n"
         f'name = "{MODEL}"\nid = "{UPSTREAM_MODEL}"\ninput_price = 0.02\noutput_price = 0.05\n'
-        "[server]\naccess_log = false\n"
+        f"[server]\naccess_log = false\nworkers = {workers}\n"
         f'defaults = {{ verifiability = "{verifiability}" }}\n'
     )
     code = "from intentmesh.server import serve_main; "
     code += f"serve_main('127.0.0.1', {port}, {str(config)!r})"
     env = {"INTENTMESH_HOME": str(workdir)}
+    if pythonpath:  # another intentmesh tree (a baseline) in the same run
+        env["PYTHONPATH"] = pythonpath
     return process([sys.executable, "-c", code], f"http://127.0.0.1:{port}/health", env)
 
 
@@ -117,11 +135,103 @@ def litellm_proxy(venv: Path, port: int, upstream_port: int, workdir: Path) -> A
     return process(args, f"http://127.0.0.1:{port}/health/liveliness", env)
 
 
+# -- server CPU per request -------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of ``root`` and every live descendant (Linux ``/proc``),
+    plus what its reaped children used."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:
+                continue
+            stats[int(entry.name)] = text.rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)  # fields[1] is the parent pid
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        fields = stats.get(pid)
+        if fields is None:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        todo += children.get(pid, [])
+    return total / _TICK
+
+
+_WRK_LUA = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+"""
+
+
+def cpu_run(url: str, model: str, pid: int, opts: argparse.Namespace) -> dict[str, Any]:
+    """A fixed-length load run at concurrency 64; server CPU µs per request beside req/s."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello bench"}]})
+    load_in_subprocess(url, model, 8, 200, opts.loadgen_python)  # warm up
+    before = tree_cpu_s(pid)
+    if shutil.which("wrk"):
+        result = _wrk(url, body, opts.seconds)
+    else:
+        result = load_in_subprocess(url, model, 64, 0, opts.loadgen_python, opts.seconds)
+    used = tree_cpu_s(pid) - before
+    result["cpu_us_per_request"] = used / max(1, result["requests"]) * 1e6
+    return result
+
+
+def _wrk(url: str, body: str, seconds: float) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(_WRK_LUA % (body, BENCH_KEY))
+        script = fh.name
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", "-c64", f"-d{int(seconds)}s", "--latency", "-s", script, url],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    return _parse_wrk(out)
+
+
+def _parse_wrk(out: str) -> dict[str, Any]:
+    def ms(text: str) -> float:
+        value, unit = float(text.rstrip("usmin")), text.lstrip("0123456789.")
+        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}.get(unit, 1.0)
+
+    found: dict[str, Any] = {"loadgen": "wrk"}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("50%", "99%"):
+            found[f"p{parts[0][:-1]}_ms"] = ms(parts[1])
+        elif "requests in" in line:
+            found["requests"] = int(parts[0])
+        elif line.startswith("Requests/sec:"):
+            found["rps"] = float(parts[1])
+        elif "Non-2xx" in line:
+            found["errors"] = int(parts[-1])
+    if found.get("errors"):
+        raise RuntimeError(f"wrk: {found['errors']} non-2xx responses")
+    return found
+
+
 # -- load generation --------------------------------------------------------------------------
 
 
-async def run_load(url: str, model: str, concurrency: int, n: int) -> dict[str, float]:
-    """Closed-loop load: ``concurrency`` workers send ``n`` requests; aiohttp when available."""
+async def run_load(
+    url: str, model: str, concurrency: int, n: int, seconds: float = 0.0
+) -> dict[str, float]:
+    """Closed-loop load: ``concurrency`` workers send ``n`` requests (or as many as fit in
+    ``seconds`` when ``n`` is 0); aiohttp when available."""
     body = {"model": model, "messages": [{"role": "user", "content": "hello bench"}]}
     try:
         import aiohttp
@@ -133,10 +243,13 @@ async def run_load(url: str, model: str, concurrency: int, n: int) -> dict[str, 
         for _ in range(min(n, 2 * concurrency, 200)):  # warm connections and caches
             await post()
         samples: list[float] = []
-        queue = iter(range(n))
+        queue = iter(range(n)) if n else iter(int, 1)  # endless when timed
+        stop_at = time.perf_counter() + seconds if not n else float("inf")
 
         async def worker() -> None:
             for _ in queue:
+                if time.perf_counter() >= stop_at:
+                    return
                 t0 = time.perf_counter()
                 await post()
                 samples.append((time.perf_counter() - t0) * 1000)
@@ -148,7 +261,21 @@ async def run_load(url: str, model: str, concurrency: int, n: int) -> dict[str, 
         await post.aclose()  # type: ignore[attr-defined]
     ordered = sorted(samples)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"rps": n / wall, "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
+    return {
+        "rps": len(samples) / wall,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "requests": len(samples),
+        "loadgen": "aiohttp" if _has_aiohttp() else "httpx",
+    }
+
+
+def _has_aiohttp() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 _AUTH = {"authorization": f"Bearer {BENCH_KEY}"}
@@ -181,9 +308,11 @@ async def _aiohttp_poster(aiohttp: Any, url: str, body: dict[str, Any], concurre
     return post
 
 
-def load_in_subprocess(url: str, model: str, concurrency: int, n: int, python: str) -> Any:
+def load_in_subprocess(
+    url: str, model: str, concurrency: int, n: int, python: str, seconds: float = 0.0
+) -> Any:
     """Run the load generator in its own process (``python`` may be a venv with aiohttp)."""
-    args = [python, __file__, "--load", url, model, str(concurrency), str(n)]
+    args = [python, __file__, "--load", url, model, str(concurrency), str(n), str(seconds)]
     out = subprocess.run(args, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -229,40 +358,79 @@ def report(results: dict[str, dict[int, dict[str, float]]]) -> str:
     return "\n".join(rows)
 
 
+def cpu_report(results: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        "| target | server CPU µs/request | req/s | p50 ms | p99 ms | requests | load |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        cpu = r.get("cpu_us_per_request")
+        rows.append(
+            f"| {name} | {f'{cpu:.0f}' if cpu is not None else '-'} | {r['rps']:.0f} "
+            f"| {r.get('p50_ms', float('nan')):.2f} | {r.get('p99_ms', float('nan')):.2f} "
+            f"| {r['requests']} | {r['loadgen']} c=64 |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per point")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each CPU run")
+    parser.add_argument("--workers", type=int, default=1, help="`intentmesh serve` workers")
+    parser.add_argument("--sweep", action="store_true", help="also the c=1/64/256 sweep")
+    parser.add_argument(
+        "--baseline-pythonpath",
+        default=None,
+        help="also serve an older intentmesh from this import path, interleaved (before/after)",
+    )
     parser.add_argument("--litellm-venv", type=Path, default=Path("/tmp/litellm-proxy-venv"))
     parser.add_argument(
-        "--load", nargs=4, metavar=("URL", "MODEL", "C", "N"), help=argparse.SUPPRESS
+        "--load", nargs=5, metavar=("URL", "MODEL", "C", "N", "S"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.load:
-        url, model, c, n = args.load
-        print(json.dumps(asyncio.run(run_load(url, model, int(c), int(n)))))
+        url, model, c, n, secs = args.load
+        print(json.dumps(asyncio.run(run_load(url, model, int(c), int(n), float(secs)))))
         return
     args.loadgen_python = loadgen_python(args.litellm_venv)
-    print(f"load generator: {args.loadgen_python}")
-    results: dict[str, dict[int, dict[str, float]]] = {}
+    print(f"load generator: {'wrk' if shutil.which('wrk') else args.loadgen_python}")
+    cpu: dict[str, dict[str, Any]] = {}
+    sweep: dict[str, dict[int, dict[str, float]]] = {}
     up = free_port()
-    with tempfile.TemporaryDirectory() as tmp, upstream(up):
+    with tempfile.TemporaryDirectory() as tmp, upstream(up) as up_pid:
         workdir = Path(tmp)
         direct = f"http://127.0.0.1:{up}/v1/chat/completions"
-        results["direct"] = measure("direct", direct, args, UPSTREAM_MODEL)
-        for level in ("none", "receipt"):
+        cpu["direct (upstream alone)"] = cpu_run(direct, UPSTREAM_MODEL, up_pid, args)
+        print(f"  direct: {cpu['direct (upstream alone)']}")
+        if args.sweep:
+            sweep["direct"] = measure("direct", direct, args, UPSTREAM_MODEL)
+        trees = [("", None)]
+        if args.baseline_pythonpath:
+            trees.insert(0, ("baseline ", args.baseline_pythonpath))
+        for level, (label, path) in itertools.product(("none", "receipt"), trees):
             port = free_port()
-            with gateway(port, up, workdir, level):
+            name = f"{label}intentmesh serve ({level}, workers={args.workers})"
+            with gateway(port, up, workdir, level, args.workers, path) as pid:
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                results[f"intentmesh ({level})"] = measure(f"intentmesh ({level})", url, args)
+                cpu[name] = cpu_run(url, MODEL, pid, args)
+                print(f"  {name}: {cpu[name]}")
+                if args.sweep:
+                    sweep[name] = measure(name, url, args)
         if (args.litellm_venv / "bin" / "litellm").exists():
             port = free_port()
-            with litellm_proxy(args.litellm_venv, port, up, workdir):
+            with litellm_proxy(args.litellm_venv, port, up, workdir) as pid:
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                results["litellm proxy"] = measure("litellm proxy", url, args)
+                cpu["litellm proxy"] = cpu_run(url, MODEL, pid, args)
+                if args.sweep:
+                    sweep["litellm proxy"] = measure("litellm proxy", url, args)
         else:
-            print(f"  (LiteLLM proxy skipped: no {args.litellm_venv}/bin/litellm)")
+            print(f"  (LiteLLM proxy not measured: no {args.litellm_venv}/bin/litellm)")
     print(f"\ncpus: {os.cpu_count()}  python: {sys.version.split()[0]}\n")
-    print(report(results))
+    print(cpu_report(cpu))
+    if sweep:
+        print()
+        print(report(sweep))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from intentmesh.router._solver import EXPECTED_OUTPUT_FRACTION, Quote, check_off
 
 __all__ = ["HEAD_SIZE", "RouteIndex"]
 
-HEAD_SIZE = 8
+HEAD_SIZE = 4
 """Feasible candidates a call plans with (failover and hedging go down these, in order)."""
 _INF = math.inf
 _serial = itertools.count()

@@ -57,6 +57,7 @@ from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
     from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
+    from intentmesh.receipts._writer import ReceiptWriter
     from intentmesh.telemetry import RequestSpan, Telemetry
 
 __all__ = ["Gateway", "ResultStream"]
@@ -122,6 +123,7 @@ class Gateway:
         self._ledger_arg = ledger
         self._ledger_obj: Ledger | None = ledger if _is_ledger(ledger) else None  # type: ignore[assignment]
         self._key = signing_key
+        self._writer: ReceiptWriter | None = None
         self._accounts: AccountStore | None = None
         self._portal = LoopThread()
         # Closes the private loop (and its connections) at exit if close() was never called.
@@ -182,7 +184,7 @@ class Gateway:
     async def _ainfer(self, intent: Intent) -> InferenceResult:
         started = time.perf_counter()
         await self._update_prices()
-        cached = self._cached(intent, started)
+        cached = await self._cached(intent, started)
         if cached is not None:
             return cached
         return await self._complete(intent, self._call(intent), started)
@@ -345,6 +347,9 @@ class Gateway:
         if self._portal.started:
             self._portal.run(self.aclose())
         self._portal.close()
+        if self._writer is not None:
+            self._writer.close()  # commits what is queued
+            self._writer = None
         if self.fleet is not None:
             self.fleet.close()
         if self._ledger_obj is not None and not _is_ledger(self._ledger_arg):
@@ -461,16 +466,16 @@ class Gateway:
             on_midstream=intent.on_midstream,
         )
 
-    def _cached(self, intent: Intent, started: float) -> InferenceResult | None:
+    async def _cached(self, intent: Intent, started: float) -> InferenceResult | None:
         """The cached answer to ``intent`` (with a fresh receipt), if caching is on and it hits."""
         key = self._cache.key_for(intent, self.catalog) if intent.cache else None
         hit = self._cache.get(key) if key is not None else None
-        return self._from_cache(intent, hit, started) if hit is not None else None
+        return await self._from_cache(intent, hit, started) if hit is not None else None
 
     async def _complete(self, intent: Intent, call: Call, started: float) -> InferenceResult:
         """Run ``call`` to one whole answer verified at the intent's level; receipt; cache."""
         outcome = await self.verification.complete(self._executor, intent, call)
-        result = self._finish(intent, call, outcome, started)
+        result = await self._finish(intent, call, outcome, started)
         key = self._cache.key_for(intent, self.catalog) if intent.cache else None
         if key is not None:
             self._cache.put(key, result)
@@ -493,7 +498,7 @@ class Gateway:
         did_you_mean = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown model {unknown[0]!r}{did_you_mean}"
 
-    def _finish(
+    async def _finish(
         self, intent: Intent, call: Call, outcome: Outcome, started: float
     ) -> InferenceResult:
         cand, completion = outcome.candidate, outcome.completion
@@ -516,26 +521,49 @@ class Gateway:
             tool_calls=completion.tool_calls,
             audit=outcome.audit,
         )
-        return self._with_receipt(intent, result, call)
+        return await self._with_receipt(intent, result, call)
 
-    def _with_receipt(
+    async def _with_receipt(
         self, intent: Intent, result: InferenceResult, call: Call | None
     ) -> InferenceResult:
         if intent.verifiability == "none" or not self.config.receipts.enabled:
             return result
-        receipt = self._issue_receipt(intent, result, call)
+        receipt = await self._issue_receipt(intent, result, call)
         return replace(result, receipt=receipt)
 
-    def _issue_receipt(self, intent: Intent, result: InferenceResult, call: Call | None) -> Receipt:
+    async def _issue_receipt(
+        self, intent: Intent, result: InferenceResult, call: Call | None
+    ) -> Receipt:
+        """Signed and stored on the receipt writer's thread; committed before it returns
+        unless ``[receipts] commit = "async"`` (docs/receipts.md)."""
         from intentmesh.receipts import receipt_fields
 
         backend = self.backends.get(result.backend)
         host = (backend.endpoint_host or "") if isinstance(backend, HasEndpoint) else ""
         fields = receipt_fields(intent, result, host)
         fields.update(self.verification.receipt_fields(result))
-        return self.ledger.append(fields, self.signing_key)
+        writer = self._receipt_writer()
+        if writer is None:  # a ledger-like object of the caller's: its own append, inline
+            return self.ledger.append(fields, self.signing_key)
+        return await writer.asubmit(fields)
 
-    def _from_cache(self, intent: Intent, hit: InferenceResult, started: float) -> InferenceResult:
+    def _receipt_writer(self) -> ReceiptWriter | None:
+        if self._writer is None:
+            from intentmesh.receipts import Ledger
+            from intentmesh.receipts._writer import ReceiptWriter
+
+            ledger = self.ledger
+            if not isinstance(ledger, Ledger):
+                return None
+            cfg = self.config.receipts
+            self._writer = ReceiptWriter(
+                ledger, self.signing_key, mode=cfg.commit, async_window_ms=cfg.async_window_ms
+            )
+        return self._writer
+
+    async def _from_cache(
+        self, intent: Intent, hit: InferenceResult, started: float
+    ) -> InferenceResult:
         result = replace(
             hit,
             cached=True,
@@ -545,7 +573,7 @@ class Gateway:
             latency_ms=(time.perf_counter() - started) * 1000,
             flags=(*hit.flags, "cache_hit"),
         )
-        return self._with_receipt(intent, result, None)
+        return await self._with_receipt(intent, result, None)
 
 
 class ResultStream:
@@ -611,7 +639,7 @@ class ResultStream:
         self._started = time.perf_counter()
         await gw._update_prices()
         if gw.verification.buffers(intent):  # verified whole before any of it is shown
-            result = gw._cached(intent, self._started)
+            result = await gw._cached(intent, self._started)
             if result is None:
                 self._call = gw._call(intent)
                 result = await gw._complete(intent, self._call, self._started)
@@ -681,7 +709,9 @@ class ResultStream:
                 await self._rest.aclose()
         assert self._run is not None and self._run.outcome is not None and self._call is not None
         gw = self._gateway
-        self.result = gw._finish(self._intent, self._call, self._run.outcome, self._started)
+        self.result = await gw._finish(
+            self._intent, self._call, self._run.outcome, self._started
+        )
         if self._span is not None:
             self._span.finish(self.result)
 

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import platformdirs
 from pydantic import (
@@ -167,6 +167,8 @@ class ReceiptsConfig(BaseModel):
     ledger: str | None = None
     key: str | None = None
     key_env: str | None = None
+    commit: Literal["sync", "async"] = "sync"
+    async_window_ms: float = Field(default=50.0, gt=0, le=10_000)
 
 
 STATE_URL_ENV = "INTENTMESH_STATE_URL"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any
 
@@ -100,6 +100,22 @@ class Ledger:
 
     def append(self, fields: Mapping[str, Any], key: SigningKey) -> Receipt:
         """Sign ``fields`` plus the chain fields as the next receipt, and store it."""
+        build = self.row_builder(fields, key)
+        try:
+            row = self._store.append(build)
+        except UnicodeEncodeError as exc:
+            raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
+        self.seal_if_due(row.seq, key)
+        return _receipt(row)
+
+    def row_builder(
+        self, fields: Mapping[str, Any], key: SigningKey
+    ) -> Callable[[int, str | None], Row]:
+        """Check ``fields`` and encode them once; the result signs the row for a chain head.
+
+        Used by :meth:`append` and by the background writer, which adds many rows in one
+        transaction. Raises :class:`ReceiptError` for bad fields (secrets, chain fields).
+        """
         if not isinstance(key, SigningKey):
             raise ReceiptError("Ledger.append needs a SigningKey")
         assert_no_secrets(fields)
@@ -129,13 +145,12 @@ class Ledger:
             signature = _b64(key.sign(body))
             return Row(seq, rid, _hash_of(body, signature), prev, text, signature)
 
-        try:
-            row = self._store.append(build)
-        except UnicodeEncodeError as exc:
-            raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
-        if row.seq - self._sealed_hint >= self.batch_size:
+        return build
+
+    def seal_if_due(self, last_seq: int, key: SigningKey) -> None:
+        """Seal when a whole Merkle batch is waiting behind ``last_seq``."""
+        if last_seq - self._sealed_hint >= self.batch_size:
             self.seal(key)
-        return _receipt(row)
 
     # -- Merkle checkpoints -----------------------------------------------------------
 

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -160,6 +161,30 @@ class RowStore:
                 conn.execute("ROLLBACK")
                 raise
         return row
+
+    @contextmanager
+    def writing(self) -> Iterator[Callable[[Callable[[int, str | None], Row]], Row]]:
+        """One write transaction for many rows (group commit): yields ``add(build)``, which
+        inserts ``build(last_seq, last_hash)`` chained after the row added before it. Commits
+        when the block ends, rolls every row back if it raises."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                head = conn.execute(_HEAD).fetchone()
+                last: list[Any] = [head[0], head[1]] if head else [0, None]
+
+                def add(build: Callable[[int, str | None], Row]) -> Row:
+                    row = build(last[0], last[1])
+                    conn.execute(_INSERT, row)
+                    last[0], last[1] = row.seq, row.hash
+                    return row
+
+                yield add
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def seal(
         self,

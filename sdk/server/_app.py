@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 import anyio
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -39,6 +41,21 @@ from intentmesh.server._service import Prepared, Service
 __all__ = ["create_app"]
 
 T = TypeVar("T")
+
+try:  # one C encode per response when the server extra's orjson is installed
+    import orjson
+
+    _fast_loads: Callable[[bytes], Any] = orjson.loads
+
+    def _dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+except ImportError:  # pragma: no cover - the server extra installs it
+    _fast_loads = json.loads
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
 _log = logging.getLogger("intentmesh.server")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -66,9 +83,12 @@ def create_app(
         else:
             accounts = LocalAccounts(book or SpendBook(cfg.budget_db))
     handlers = _Handlers(gateway, cfg, KeyRing(key_list), accounts)
-    routes = [
-        Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
-        Route("/v1/completions", handlers.completions, methods=["POST"]),
+    fast = {
+        "/v1/chat/completions": _Generate(handlers, "chat"),
+        "/v1/completions": _Generate(handlers, "completion"),
+    }
+    routes = [  # the generation endpoints are raw ASGI (the hot path), the rest Starlette
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in fast.items()),
         Route("/v1/models", handlers.models, methods=["GET"]),
         Route("/health", handlers.health, methods=["GET"]),
         Route("/metrics", handlers.metrics_text, methods=["GET"]),
@@ -82,9 +102,26 @@ def create_app(
             gateway.close()
         await handlers.service.accounts.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = _App(routes=routes, lifespan=lifespan)
+    app.fast = fast
     app.state.handlers = handlers
     return app
+
+
+class _App(Starlette):
+    """Starlette, with ``POST`` to the generation endpoints answered before its middleware and
+    router (they handle their own errors); everything else goes the usual way."""
+
+    fast: dict[str, _Generate]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self.fast.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class _Handlers:
@@ -206,6 +243,68 @@ class _Handlers:
         yield b"data: [DONE]\n\n"
         self._record_spend(res.backend, res.network, res.cost_usd, res.usage)
 
+    # -- the raw ASGI hot path ------------------------------------------------------------
+
+    async def generate_asgi(
+        self, scope: Scope, receive: Receive, send: Send, kind: Kind, endpoint: str
+    ) -> None:
+        """Like :meth:`_generate_in` without Starlette's Request/Response objects or a task
+        group: the body is read and parsed once, the answer encoded once (orjson when present).
+        Streams continue on the Starlette path."""
+        t0 = time.perf_counter()
+        self.metrics.in_flight += 1
+        streaming = False
+        headers = _headers(scope)
+        try:
+            telemetry = self.gateway.telemetry
+            if telemetry is None:
+                streaming = await self._generate_raw(scope, receive, send, headers, kind, t0)
+            else:
+                with telemetry.incoming(Headers(scope=scope)):
+                    streaming = await self._generate_raw(scope, receive, send, headers, kind, t0)
+        except ApiError as err:
+            await self._error(err, endpoint, t0)(scope, receive, send)
+        except Exception:
+            _log.exception("unexpected error serving %s", endpoint)
+            internal = ApiError(500, "internal gateway error", "server_error", "internal_error")
+            await self._error(internal, endpoint, t0)(scope, receive, send)
+        finally:
+            if not streaming:
+                self.metrics.in_flight -= 1
+
+    async def _generate_raw(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        kind: Kind,
+        t0: float,
+    ) -> bool:
+        """Serve one request; True when it became a stream (which settles its own metrics)."""
+        endpoint = scope["path"]
+        key = self.keys.authenticate(headers.get("authorization"))
+        body = await _read_body(receive, headers.get("content-length"), self.cfg.max_body_bytes)
+        job = await self.service.prepare(parse_request(kind, body, self.cfg, key), key)
+        if job.request.stream:
+            response = await self._stream(Request(scope, receive), job, endpoint, t0)
+            await response(scope, receive, send)
+            return isinstance(response, StreamingResponse)
+        result = await _unless_gone(receive, lambda: self.service.complete(job))
+        if result is None:
+            await self._gone(endpoint, t0)(scope, receive, send)
+            return False
+        make = chat_body if kind == "chat" else completion_body
+        rid = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{secrets.token_hex(12)}"
+        payload = _dumps(make(result, rid))
+        self._record_spend(result.backend, result.network, result.cost_usd, result.usage)
+        self.metrics.observe(endpoint, 200, time.perf_counter() - t0)
+        raw = [(k.encode(), v.encode()) for k, v in result_headers(result).items()]
+        raw += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": payload})
+        return False
+
     # -- catalog and operations ------------------------------------------------------------
 
     async def models(self, request: Request) -> Response:
@@ -281,6 +380,64 @@ class _EventStream(StreamingResponse):
                 await self._on_close()
 
 
+class _Generate:
+    """The raw ASGI endpoint of one generation route."""
+
+    def __init__(self, handlers: _Handlers, kind: Kind) -> None:
+        self.handlers = handlers
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handlers.generate_asgi(scope, receive, send, self.kind, scope["path"])
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> Any:
+    """The request body as JSON, refused past ``limit`` bytes (before reading, when declared)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ApiError(400, "the client went away", "invalid_request_error")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            break
+    return _loads(body)
+
+
+async def _unless_gone(receive: Receive, work: Callable[[], Awaitable[T]]) -> T | None:
+    """Run ``work`` in this task; cancel it if the client disconnects first (then None).
+
+    One watcher task instead of a task group: the hot path's cheapest way to notice."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(receive)
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work()
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        return None
+    finally:
+        watcher.cancel()
+
+
 async def _unless_disconnected(request: Request, work: Callable[[], Awaitable[T]]) -> T | None:
     """Run ``work`` but cancel it if the client disconnects first (then return None)."""
     results: list[T] = []
@@ -316,8 +473,16 @@ async def _read_json(request: Request, limit: int) -> Any:
         body += part
         if len(body) > limit:
             raise _too_large(limit)
+    return _loads(bytes(body))
+
+
+def _loads(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return _fast_loads(body)
+    except ValueError:
+        pass
+    try:
+        return json.loads(body)  # what orjson refuses but json takes (integers past 64 bits)
     except ValueError:
         raise ApiError(400, "request body is not valid JSON", "invalid_request_error") from None
 
@@ -329,7 +494,7 @@ def _too_large(limit: int) -> ApiError:
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _dumps(payload) + b"\n\n"
 
 
 def _first_delta(body: dict[str, Any]) -> dict[str, Any]:

@@ -142,3 +142,33 @@ def test_latency_learned_after_indexing_reorders_the_head() -> None:
 
 def _fields(o: Offer) -> dict[str, object]:
     return {name: getattr(o, name) for name in Offer.__slots__}  # type: ignore[attr-defined]
+
+
+def test_a_call_plans_with_the_head_of_plan_and_fails_with_every_reason(tmp_path: object) -> None:
+    """Through the gateway: the backend a call uses is plan()'s first; a cap nothing meets
+    still names every backend (the full solve runs when the head is empty)."""
+    from intentmesh import Gateway
+    from intentmesh.config import parse_config
+    from intentmesh.errors import NoRouteError
+    from intentmesh.testing import FakeOpenAIProvider
+
+    provider = FakeOpenAIProvider(["fake-llama"], record=False)
+    provider.start()
+    try:
+        toml = "".join(
+            f'[[backends]]\nname = "b{i:02d}"\nbase_url = "{provider.base_url}"\n'
+            f'[[backends.models]]\nname = "llama-3.1-8b-instruct"\nid = "fake-llama"\n'
+            f"input_price = {1.0 + (i * 7) % 30 / 10}\noutput_price = {2.0 + (i * 11) % 30 / 10}\n"
+            for i in range(30)
+        )
+        with Gateway(parse_config(toml)) as gw:
+            ask = {"model": "llama-3.1-8b-instruct", "prompt": "hi", "max_tokens": 8}
+            for optimize in ("cost", "latency", "balanced"):
+                planned = gw.plan(**ask, optimize=optimize, verifiability="none")
+                res = gw.infer(**ask, optimize=optimize, verifiability="none")
+                assert res.backend == planned.candidates[0].backend
+            with pytest.raises(NoRouteError) as caught:
+                gw.infer(**ask, verifiability="none", max_price_usd=1e-12)
+            assert len({r.backend for r in caught.value.rejections}) == 30
+    finally:
+        provider.stop()
