@@ -32,7 +32,7 @@ from intentmesh.router._health import (
     LatencyEstimate,
     LatencyStats,
 )
-from intentmesh.router._index import RouteIndex
+from intentmesh.router._index import HEAD_SIZE, RouteIndex
 from intentmesh.router._plan import (
     Attempt,
     Candidate,
@@ -48,6 +48,7 @@ from intentmesh.router._tokens import estimate_prompt_tokens, estimate_text_toke
 
 __all__ = [
     "EXPECTED_OUTPUT_FRACTION",
+    "HEAD_SIZE",
     "Attempt",
     "AttemptFn",
     "AttemptLimits",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -149,6 +149,9 @@ class Call:
     max_ttft_s: float | None = None
     stall_s: float | None = None
     on_midstream: OnMidstream = "error"
+    more: Callable[[], Sequence[Candidate]] | None = None
+    """Candidates after the plan's own, asked for once when those run out (a plan that holds
+    only the head of a long ranking still fails over to the rest)."""
 
 
 @dataclass(slots=True)
@@ -295,7 +298,7 @@ class Executor:
         errors: list[BaseException] = []
 
         def launch(hedge: bool) -> bool:
-            while pending:
+            while pending or _extend(call, pending):
                 cand = pending[0]
                 reason = self._skip_reason(call, cand)
                 if reason == _NO_BUDGET and hedge and tasks:
@@ -345,6 +348,7 @@ class Executor:
             raise exc
         req = call.plan.request
         need = max(limit + 1, req.prompt_tokens_expected + req.max_tokens)
+        _extend(call, pending)
         fits = [c for c in pending if (c.offer.context_length or 0) >= need]
         if not fits:
             raise InvalidRequest(
@@ -574,6 +578,16 @@ class DeadlineScope:
                 f"max_latency_ms passed after {len(self._call.attempts)} attempt(s)",
                 self._call.attempts,
             ) from None
+
+
+def _extend(call: Call, pending: list[Candidate]) -> bool:
+    """Add the call's lazy tail of candidates (once); whether any came."""
+    more, call.more = call.more, None
+    if more is None:
+        return False
+    tried = {(c.backend, c.provider_model) for c in call.plan.candidates}
+    pending.extend(c for c in more() if (c.backend, c.provider_model) not in tried)
+    return bool(pending)
 
 
 async def within(limit: float | None, why: str, backend: str, aw: Awaitable[T]) -> T:

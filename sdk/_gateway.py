@@ -8,7 +8,7 @@ import math
 import os
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
@@ -35,6 +35,7 @@ from intentmesh.config import (
 from intentmesh.errors import ConfigurationError, NoRouteError
 from intentmesh.fleet import AccountStore, Limited, Limits, LocalAccounts, open_fleet
 from intentmesh.router import (
+    HEAD_SIZE,
     AttemptLimits,
     BreakerPolicy,
     Budget,
@@ -415,21 +416,30 @@ class Gateway:
             for e in self.config.backends
         }
 
-    def _route(self, intent: Intent) -> Plan:
+    def _route(self, intent: Intent) -> tuple[Plan, Callable[[], Sequence[Candidate]] | None]:
         """The plan a call runs: the head of the pre-ranked index for ``none``/``receipt``
         (time independent of the number of backends); the full solve for other levels, and
-        when nothing is feasible (so that the error names every reason)."""
+        when nothing is feasible (so that the error names every reason).
+
+        With a head, the second value solves for the rest of the ranking, which the executor
+        asks for only if every candidate of the head failed (failover is never cut short).
+        """
         request = self.route_request(intent)
         if intent.verifiability in _INDEXED_LEVELS:
             head = self._index.head(request, self._offers)
             if head:
-                return Plan(request.models, head, (), request)
-        plan = solve(request, self._offers, self.health, self._networks)
-        return self.verification.shape_plan(intent, plan)
+                plan = Plan(request.models, head, (), request)
+                if len(head) < HEAD_SIZE:
+                    return plan, None
+                return plan, lambda: self._solve(request).candidates
+        return self.verification.shape_plan(intent, self._solve(request)), None
+
+    def _solve(self, request: RouteRequest) -> Plan:
+        return solve(request, self._offers, self.health, self._networks)
 
     def _call(self, intent: Intent) -> Call:
         """Plan, and raise NoRouteError with every reason when nothing is feasible."""
-        plan = self._route(intent)
+        plan, more = self._route(intent)
         if not plan.candidates:
             raise NoRouteError(" or ".join(intent.models), plan.rejections, self._hint(plan))
         messages = intent.chat_messages()
@@ -464,6 +474,7 @@ class Gateway:
             max_ttft_s=None if intent.max_ttft_ms is None else intent.max_ttft_ms / 1000,
             stall_s=None if intent.stall_ms is None else intent.stall_ms / 1000,
             on_midstream=intent.on_midstream,
+            more=more,
         )
 
     async def _cached(self, intent: Intent, started: float) -> InferenceResult | None:

@@ -172,3 +172,32 @@ def test_a_call_plans_with_the_head_of_plan_and_fails_with_every_reason(tmp_path
             assert len({r.backend for r in caught.value.rejections}) == 30
     finally:
         provider.stop()
+
+
+def test_failover_goes_past_the_head_to_the_rest_of_the_ranking() -> None:
+    """The head holds the first few candidates; when every one fails, the call fails over
+    down the rest of the ranking rather than giving up (failover is never cut short)."""
+    from intentmesh import Gateway
+    from intentmesh.config import parse_config
+    from intentmesh.router import HEAD_SIZE
+    from intentmesh.testing import FakeOpenAIProvider, refused_url
+
+    provider = FakeOpenAIProvider(["fake-llama"], record=False)
+    provider.start()
+    try:
+        dead = HEAD_SIZE + 2  # the cheapest backends all refuse the connection
+        toml = "".join(
+            f'[[backends]]\nname = "b{i:02d}"\n'
+            f'base_url = "{refused_url() if i < dead else provider.base_url}"\nretries = 0\n'
+            f'[[backends.models]]\nname = "llama-3.1-8b-instruct"\nid = "fake-llama"\n'
+            f"input_price = {1.0 + i}\noutput_price = {1.0 + i}\n"
+            for i in range(dead + 1)
+        )
+        with Gateway(parse_config(toml)) as gw:
+            res = gw.infer(
+                model="llama-3.1-8b-instruct", prompt="hi", max_tokens=8, verifiability="none"
+            )
+            assert res.backend == f"b{dead:02d}"
+            assert [a.backend for a in res.attempts] == [f"b{i:02d}" for i in range(dead + 1)]
+    finally:
+        provider.stop()
