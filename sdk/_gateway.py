@@ -57,8 +57,7 @@ from intentmesh.router import (
 from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
-    from intentmesh.receipts import Ledger, LedgerReport, Receipt, SigningKey
-    from intentmesh.receipts._writer import ReceiptWriter
+    from intentmesh.receipts import Ledger, LedgerReport, Receipt, ReceiptWriter, SigningKey
     from intentmesh.telemetry import RequestSpan, Telemetry
 
 __all__ = ["Gateway", "ResultStream"]
@@ -560,8 +559,7 @@ class Gateway:
 
     def _receipt_writer(self) -> ReceiptWriter | None:
         if self._writer is None:
-            from intentmesh.receipts import Ledger
-            from intentmesh.receipts._writer import ReceiptWriter
+            from intentmesh.receipts import Ledger, ReceiptWriter
 
             ledger = self.ledger
             if not isinstance(ledger, Ledger):

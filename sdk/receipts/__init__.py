@@ -52,6 +52,7 @@ from intentmesh.receipts._receipt import (
     verify_receipt,
 )
 from intentmesh.receipts._secrets import assert_no_secrets
+from intentmesh.receipts._writer import ReceiptWriter
 
 __all__ = [
     "CHECKPOINT_TYPE",
@@ -65,6 +66,7 @@ __all__ = [
     "Ledger",
     "LedgerReport",
     "Receipt",
+    "ReceiptWriter",
     "SigningKey",
     "assert_no_secrets",
     "canonical_json",
