@@ -439,17 +439,7 @@ def _yarl_url(url: str) -> Any:
 
 async def _read_capped(content: Any, limit: int, backend: str) -> bytes:
     """An aiohttp body, or a :class:`MalformedResponse` once it grows past ``limit`` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    async for part in content.iter_any():
-        size += len(part)
-        if size > limit:
-            raise MalformedResponse(
-                f"response body passed {limit} bytes, more than max_tokens allows; cut",
-                backend=backend,
-            )
-        parts.append(part)
-    return b"".join(parts)
+    return await _capped(content.iter_any(), limit, backend)
 
 
 @functools.cache
@@ -518,9 +508,13 @@ async def hard_timeout(seconds: float | None, backend: str) -> AsyncIterator[Non
 
 async def read_limited(response: httpx.Response, limit: int, backend: str) -> bytes:
     """The body, or a :class:`MalformedResponse` once it grows past ``limit`` bytes."""
+    return await _capped(response.aiter_bytes(), limit, backend)
+
+
+async def _capped(parts_in: AsyncIterator[bytes], limit: int, backend: str) -> bytes:
     parts: list[bytes] = []
     size = 0
-    async for part in response.aiter_bytes():
+    async for part in parts_in:
         size += len(part)
         if size > limit:
             raise MalformedResponse(
