@@ -170,6 +170,12 @@ class ReceiptsConfig(BaseModel):
     commit: Literal["sync", "async"] = "sync"
     async_window_ms: float = Field(default=50.0, gt=0, le=10_000)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _commit_shorthand(cls, data: Any) -> Any:
+        """``receipts = "async"`` (or ``"sync"``) at the top level is ``[receipts] commit``."""
+        return {"commit": data} if isinstance(data, str) else data
+
 
 STATE_URL_ENV = "INTENTMESH_STATE_URL"
 

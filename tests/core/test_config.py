@@ -141,3 +141,15 @@ def test_errors_building_a_backend_name_file_line_and_key(tmp_path: Path, case: 
     err = info.value
     assert str(err).startswith(f"{path}:{line}: backends.1.{key}: "), str(err)
     assert (err.source, err.line, err.key) == (str(path), line, key)
+
+
+def test_receipts_async_shorthand_is_the_commit_mode() -> None:
+    """``receipts = "async"`` (the issue's spelling) equals ``[receipts] commit = "async"``."""
+    from intentmesh.config import parse_config
+    from intentmesh.errors import ConfigurationError
+
+    assert parse_config('receipts = "async"\n').receipts.commit == "async"
+    assert parse_config('receipts = "sync"\n').receipts.commit == "sync"
+    assert parse_config('[receipts]\ncommit = "async"\n').receipts.commit == "async"
+    with pytest.raises(ConfigurationError, match="receipts.commit"):
+        parse_config('receipts = "later"\n')
