@@ -161,3 +161,105 @@ def test_config_errors_name_the_field() -> None:
 
 def test_the_registry_builds_a_tinfoil_backend() -> None:
     assert backend_class("tinfoil") is TinfoilBackend
+
+
+def _tls_cert(tmp_path: Path) -> tuple[Path, Path, bytes]:
+    """A self-signed certificate for 127.0.0.1: (cert PEM path, key PEM path, cert DER)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(san, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = tmp_path / "tls.pem", tmp_path / "tls.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_pem, key_pem, cert.public_bytes(serialization.Encoding.DER)
+
+
+def _serve_tls(document: bytes, cert_pem: Path, key_pem: Path) -> tuple[Any, str]:
+    """A loopback HTTPS server answering ``document`` to every GET; (server, url)."""
+    import http.server
+    import ssl
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_pem, key_pem)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://127.0.0.1:{server.server_address[1]}/.well-known/tinfoil-attestation"
+
+
+@pytest.mark.parametrize("bound", [True, False])
+def test_over_tls_the_report_must_bind_the_servers_key(
+    start: Callable[..., Any], tmp_path: Path, bound: bool
+) -> None:
+    import base64
+    import gzip
+    import json
+    import ssl
+
+    import httpx
+
+    from intentmesh.verify._tinfoil import TinfoilPolicy, tls_key_fingerprint
+
+    fake = start(FakeTinfoil())
+    cert_pem, key_pem, der = _tls_cert(tmp_path)
+    if bound:
+        fake.tls_key_fp = bytes.fromhex(tls_key_fingerprint(der))
+    body = base64.b64encode(gzip.compress(fake.report())).decode()
+    fmt = "https://tinfoil.sh/predicate/sev-snp-guest/v2"
+    server, url = _serve_tls(json.dumps({"format": fmt, "body": body}).encode(), cert_pem, key_pem)
+    try:
+        policy = TinfoilPolicy(
+            kind="tinfoil",
+            measurements=[fake.measurement.hex()],
+            kds_url=fake.url,
+            roots=fake.roots,
+        )
+        ctx = ssl.create_default_context(cafile=str(cert_pem))
+        v = TinfoilAttestationVerifier("t", policy, url, httpx.AsyncClient(verify=ctx, timeout=30))
+        if bound:
+            assert asyncio.run(attest(v)).checks["tls_key"] == "ok"
+        else:
+            with pytest.raises(AttestationFailed, match="another TLS key") as err:
+                asyncio.run(attest(v))
+            assert err.value.check == "tls_key"
+    finally:
+        server.shutdown()
+        server.server_close()
