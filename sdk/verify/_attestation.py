@@ -54,7 +54,7 @@ class AttestationPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["chutes", "openai", "nearai", "phala"]
+    kind: Literal["chutes", "openai", "nearai", "phala", "tinfoil"]  # tinfoil: _tinfoil.py
     chute_id: str | None = None
     url: str | None = None
     model: str | None = None  # sent as ?model= (NEAR AI attests per model)
