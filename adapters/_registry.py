@@ -85,6 +85,7 @@ BACKENDS: dict[str, BackendSpec] = {
     "local": BackendSpec(_A + "local:LocalBackend", "local", extra="local"),
     "nearai": BackendSpec(_A + "nearai:NearAIBackend", "nearai", ("NEARAI_CLOUD_API_KEY",)),
     "phala": BackendSpec(_A + "phala:PhalaBackend", "phala", ("REDPILL_API_KEY",)),
+    "tinfoil": BackendSpec(_A + "tinfoil:TinfoilBackend", "tinfoil", ("TINFOIL_API_KEY",)),
 }
 
 

@@ -54,7 +54,7 @@ class AttestationPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["chutes", "openai", "nearai", "phala"]
+    kind: Literal["chutes", "openai", "nearai", "phala", "tinfoil"]  # tinfoil: _tinfoil.py
     chute_id: str | None = None
     url: str | None = None
     model: str | None = None  # sent as ?model= (NEAR AI attests per model)
@@ -177,6 +177,11 @@ class TdxAttestationVerifier:
         api_key: str | None = None,
         quote_verifier: QuoteVerifier | None = None,
     ) -> TdxAttestationVerifier:
+        if options.get("kind") == "tinfoil":  # AMD SEV-SNP with its own policy table
+            from intentmesh.verify._tinfoil import TinfoilAttestationVerifier
+
+            tinfoil = TinfoilAttestationVerifier.from_config(backend, base_url, options)
+            return tinfoil  # type: ignore[return-value]  # an AttestationVerifier all the same
         try:
             policy = AttestationPolicy.model_validate(options)
         except ValidationError as exc:

@@ -35,6 +35,7 @@ from intentmesh.testing.networks.ritual import (
     FakeInfernetNode,
 )
 from intentmesh.testing.networks.targon import FakeTargon
+from intentmesh.testing.networks.tinfoil import FakeTinfoil
 
 __all__ = [
     "ChutesModel",
@@ -54,6 +55,7 @@ __all__ = [
     "FakePccs",
     "FakePhala",
     "FakeTargon",
+    "FakeTinfoil",
     "FakeVLLM",
     "NetworkFake",
     "fake_chutes_key",
