@@ -109,9 +109,7 @@ def test_the_server_commits_and_the_reference_accepts_the_same_model(
     assert all(b["passed"] and b["exp_mismatches"] == 0 for b in verdict["batches"])
 
 
-def test_other_weights_or_other_ids_fail_the_check(
-    honest: str, cheat: str, reference: str
-) -> None:
+def test_other_weights_or_other_ids_fail_the_check(honest: str, cheat: str, reference: str) -> None:
     other = _chat(cheat, intentmesh={"toploc": True})["choices"][0]
     verdict = _check(reference, other["token_ids"], other["toploc_proofs"])
     assert verdict["verified"] is False and "outside the thresholds" in verdict["reason"]
@@ -201,14 +199,12 @@ def test_spot_rejects_commitments_from_other_weights(
         assert block["comparison"] == "toploc" and block["result"] == "disagreed"
         assert block["toploc"]["verified"] is False
         assert gw.health.penalty("edge") > 0
-    with _gateway(tmp_path / "fail", cheat, reference, fail=True) as gw:
-        with pytest.raises(AllBackendsFailed, match=r"spot check \(toploc\)"):
-            gw.infer(intent())
+    strict = _gateway(tmp_path / "fail", cheat, reference, fail=True)
+    with strict, pytest.raises(AllBackendsFailed, match=r"spot check \(toploc\)"):
+        strict.infer(intent())
 
 
-def test_without_commitments_spot_stays_exact(
-    honest: str, reference: str, tmp_path: Path
-) -> None:
+def test_without_commitments_spot_stays_exact(honest: str, reference: str, tmp_path: Path) -> None:
     entries = [backend_toml("edge", honest, price=0.1),
                backend_toml("local", reference, price=0.0)]  # fmt: skip
     backends = {"edge": _local("edge", honest, toploc=False),
