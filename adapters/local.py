@@ -19,7 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing
 from intentmesh.adapters.openai import OpenAIBackend
 from intentmesh.config import BackendConfig
-from intentmesh.errors import BackendConnectionError, BackendUnavailable
+from intentmesh.errors import (
+    BackendConnectionError,
+    BackendUnavailable,
+    ConfigurationError,
+    MalformedResponse,
+)
 from intentmesh.local_backend import DEFAULT_HOST, DEFAULT_PORT, LocalServer
 
 __all__ = ["LocalBackend", "LocalOptions"]
@@ -63,6 +68,11 @@ class LocalBackend(OpenAIBackend):
     @classmethod
     def from_config(cls, config: BackendConfig) -> LocalBackend:
         options = config.parse_options(LocalOptions)
+        if options.toploc and options.engine in {"xllamacpp", "llamacpp", "vllm"}:
+            raise ConfigurationError(
+                f'backend {config.name!r}: toploc = true needs engine = "torch" (hidden '
+                f"states); the {options.engine} engine cannot produce TOPLOC commitments"
+            )
         server = LocalServer(
             options.model, engine=options.engine, host=options.host, port=options.port,
             vllm_python=options.vllm_python, vllm_args=options.vllm_args,
@@ -99,7 +109,15 @@ class LocalBackend(OpenAIBackend):
     def parse_completion(self, data: Any, headers: Mapping[str, str]) -> Completion:
         completion = super().parse_completion(data, headers)
         found = _toploc_fields(data["choices"][0], data)
-        return replace(completion, extra={"toploc": found}) if found else completion
+        if found:
+            return replace(completion, extra={"toploc": found})
+        if self.toploc:  # e.g. vLLM, which ignores unknown fields: never a silent drop
+            raise MalformedResponse(
+                "intentmesh.toploc: the server answered without TOPLOC commitments; serve the "
+                "model with --engine torch, or set toploc = false",
+                backend=self.name,
+            )
+        return completion
 
     def parse_chunk(self, data: Any) -> Chunk:
         chunk = super().parse_chunk(data)

@@ -214,3 +214,30 @@ def test_without_commitments_spot_stays_exact(honest: str, reference: str, tmp_p
         block = gw.infer(intent()).receipt.body["verification"]
         assert block["comparison"] == "exact" and block["result"] == "agreed"
         assert "toploc" not in block
+
+
+async def test_a_server_that_drops_the_field_is_an_error_not_a_silent_answer() -> None:
+    from intentmesh.adapters.base import ChatRequest
+    from intentmesh.errors import MalformedResponse
+    from intentmesh.testing import FakeOpenAIProvider
+
+    plain = FakeOpenAIProvider([SERVED], reply=lambda _p: "four")  # ignores `intentmesh`, as vLLM
+    plain.start()
+    try:
+        backend = _local("edge", plain.base_url.removesuffix("/v1"), toploc=True)
+        request = ChatRequest(model=SERVED, messages=[{"role": "user", "content": "2+2?"}])
+        with pytest.raises(MalformedResponse, match=r"intentmesh\.toploc"):
+            await backend.acomplete(request)
+        await backend.aclose()
+    finally:
+        plain.stop()
+
+
+def test_toploc_with_an_engine_that_cannot_commit_is_a_config_error() -> None:
+    from intentmesh.config import BackendConfig
+    from intentmesh.errors import ConfigurationError
+
+    for engine in ("xllamacpp", "llamacpp", "vllm"):
+        entry = BackendConfig(name="l", type="local", engine=engine, toploc=True)  # type: ignore[call-arg]
+        with pytest.raises(ConfigurationError, match="toploc = true needs engine"):
+            LocalBackend.from_config(entry)
