@@ -241,3 +241,16 @@ def test_toploc_with_an_engine_that_cannot_commit_is_a_config_error() -> None:
         entry = BackendConfig(name="l", type="local", engine=engine, toploc=True)  # type: ignore[call-arg]
         with pytest.raises(ConfigurationError, match="toploc = true needs engine"):
             LocalBackend.from_config(entry)
+
+
+def test_streams_and_completions_carry_proofs_and_unknown_keys_are_refused(honest: str) -> None:
+    import json
+
+    body = {"prompt": "Hello", "max_tokens": 5, "temperature": 0, "stream": True,
+            "intentmesh": {"toploc": True}}  # fmt: skip
+    with httpx.stream("POST", f"{honest}/v1/completions", json=body, timeout=60) as r:
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    last = json.loads(events[-2])["choices"][0]
+    assert len(last["token_ids"]) == 5 and len(last["toploc_proofs"]) == 1
+    r2 = httpx.post(f"{honest}/v1/completions", json={"prompt": "x", "intentmesh": {"tplc": 1}})
+    assert r2.status_code == 400 and r2.json()["error"]["param"].startswith("intentmesh")
