@@ -254,3 +254,20 @@ def test_streams_and_completions_carry_proofs_and_unknown_keys_are_refused(hones
     assert len(last["token_ids"]) == 5 and len(last["toploc_proofs"]) == 1
     r2 = httpx.post(f"{honest}/v1/completions", json={"prompt": "x", "intentmesh": {"tplc": 1}})
     assert r2.status_code == 400 and r2.json()["error"]["param"].startswith("intentmesh")
+
+
+def test_the_xllamacpp_routes_refuse_the_field_before_the_engine_runs() -> None:
+    from starlette.testclient import TestClient
+
+    from intentmesh.local_backend._app import create_app
+
+    class Native:  # the NativeEngine protocol; handle() must never be reached here
+        model_id, context_length = "native", 64
+
+        def handle(self, kind: Any, body: Any, on_chunk: Any) -> dict[str, Any]:
+            raise AssertionError("the engine ran")
+
+    with TestClient(create_app(Native())) as client:  # type: ignore[arg-type]
+        r = client.post("/v1/completions", json={"prompt": "x", "intentmesh": {"toploc": True}})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "intentmesh.toploc"
+        assert "xllamacpp" in r.json()["error"]["message"]
