@@ -13,6 +13,7 @@ torch and toploc are imported only when a commitment is built or checked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
 from typing import Any
 
 __all__ = ["BATCH", "THRESHOLDS", "ToplocUnavailable", "commit", "topk_for", "verify"]
@@ -30,7 +31,7 @@ class ToplocUnavailable(RuntimeError):
 
 def _toploc() -> Any:
     try:
-        import toploc
+        toploc: Any = import_module("toploc")  # untyped
     except ImportError as exc:  # also a compiled extension built for another torch
         raise ToplocUnavailable(
             f"TOPLOC commitments need the 'toploc' package ({exc}); install intentmesh[torch]"
