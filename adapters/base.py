@@ -104,6 +104,8 @@ class Completion:
     id: str = ""
     tool_calls: list[dict[str, Any]] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Backend-specific evidence about the answer (e.g. ``toploc`` commitments)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ class Chunk:
     model: str = ""
     tool_calls: list[dict[str, Any]] | None = None
     malformed_events: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

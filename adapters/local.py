@@ -8,7 +8,8 @@ itself measured (``/metrics``), so the solver compares it honestly with remote n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import anyio
@@ -18,7 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, ModelListing
 from intentmesh.adapters.openai import OpenAIBackend
 from intentmesh.config import BackendConfig
-from intentmesh.errors import BackendConnectionError, BackendUnavailable
+from intentmesh.errors import (
+    BackendConnectionError,
+    BackendUnavailable,
+    ConfigurationError,
+    MalformedResponse,
+)
 from intentmesh.local_backend import DEFAULT_HOST, DEFAULT_PORT, LocalServer
 
 __all__ = ["LocalBackend", "LocalOptions"]
@@ -39,6 +45,7 @@ class LocalOptions(BaseModel):
     vllm_args: list[str] = Field(default_factory=list)  # passed on to vLLM as given
     start_timeout_s: float | None = Field(None, gt=0)
     usd_per_hour: float = Field(0.0, ge=0.0)  # what the machine costs to run
+    toploc: bool = False  # ask the server for TOPLOC commitments of every answer (torch engine)
 
 
 class LocalBackend(OpenAIBackend):
@@ -48,10 +55,11 @@ class LocalBackend(OpenAIBackend):
 
     def __init__(
         self, name: str, server: LocalServer, *, autostart: bool = True, usd_per_hour: float = 0.0,
-        timeout_s: float = 120.0,
+        timeout_s: float = 120.0, toploc: bool = False,
     ) -> None:  # fmt: skip
         super().__init__(name, server.base_url, timeout_s=timeout_s)
         self.server = server
+        self.toploc = toploc
         self.autostart = autostart
         self.usd_per_hour = usd_per_hour
         self._ready = False
@@ -60,6 +68,11 @@ class LocalBackend(OpenAIBackend):
     @classmethod
     def from_config(cls, config: BackendConfig) -> LocalBackend:
         options = config.parse_options(LocalOptions)
+        if options.toploc and options.engine in {"xllamacpp", "llamacpp", "vllm"}:
+            raise ConfigurationError(
+                f'backend {config.name!r}: toploc = true needs engine = "torch" (hidden '
+                f"states); the {options.engine} engine cannot produce TOPLOC commitments"
+            )
         server = LocalServer(
             options.model, engine=options.engine, host=options.host, port=options.port,
             vllm_python=options.vllm_python, vllm_args=options.vllm_args,
@@ -67,7 +80,7 @@ class LocalBackend(OpenAIBackend):
         )  # fmt: skip
         return cls(
             config.name, server, autostart=options.autostart,
-            usd_per_hour=options.usd_per_hour, timeout_s=config.timeout_s,
+            usd_per_hour=options.usd_per_hour, timeout_s=config.timeout_s, toploc=options.toploc,
         )  # fmt: skip
 
     async def ensure_ready(self) -> None:
@@ -86,6 +99,31 @@ class LocalBackend(OpenAIBackend):
                     backend=self.name,
                 )
             self._ready = True
+
+    def build_body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        body = super().build_body(request, stream)
+        if self.toploc and "intentmesh" not in body:
+            body["intentmesh"] = {"toploc": True}
+        return body
+
+    def parse_completion(self, data: Any, headers: Mapping[str, str]) -> Completion:
+        completion = super().parse_completion(data, headers)
+        found = _toploc_fields(data["choices"][0], data)
+        if found:
+            return replace(completion, extra={"toploc": found})
+        if self.toploc:  # e.g. vLLM, which ignores unknown fields: never a silent drop
+            raise MalformedResponse(
+                "intentmesh.toploc: the server answered without TOPLOC commitments; serve the "
+                "model with --engine torch, or set toploc = false",
+                backend=self.name,
+            )
+        return completion
+
+    def parse_chunk(self, data: Any) -> Chunk:
+        chunk = super().parse_chunk(data)
+        choices = data.get("choices") or [{}]
+        found = _toploc_fields(choices[0], data)
+        return replace(chunk, extra={"toploc": found}) if found else chunk
 
     async def acomplete(self, request: ChatRequest) -> Completion:
         await self.ensure_ready()
@@ -138,6 +176,22 @@ class LocalBackend(OpenAIBackend):
         if ttft_count > 0:
             found["ttft_s"] = values.get("time_to_first_token_seconds_sum", 0.0) / ttft_count
         return found
+
+
+def _toploc_fields(choice: Any, data: Any) -> dict[str, Any] | None:
+    """The server's TOPLOC extension fields of one choice (proofs or a verdict), if any."""
+    if not isinstance(choice, dict):
+        return None
+    out: dict[str, Any] = {}
+    if isinstance(choice.get("toploc_proofs"), list):
+        out["proofs"] = choice["toploc_proofs"]
+    if isinstance(choice.get("toploc_verification"), dict):
+        out["verification"] = choice["toploc_verification"]
+    if not out:
+        return None
+    out["token_ids"] = choice.get("token_ids") or []
+    out["prompt_token_ids"] = data.get("prompt_token_ids") or []
+    return out
 
 
 def _price_per_million(usd_per_hour: float, tokens_per_s: float | None) -> float:

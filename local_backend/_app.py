@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from intentmesh.local_backend._generation import Engine, PromptTooLong, SamplingParams, check_budget
+from intentmesh.local_backend._generation import (
+    Engine,
+    GenerationResult,
+    PromptTooLong,
+    SamplingParams,
+    check_budget,
+)
 from intentmesh.local_backend._metrics import ServerMetrics
 from intentmesh.local_backend._protocol import (
     ChatBody,
@@ -33,7 +39,7 @@ from intentmesh.local_backend._protocol import (
     usage_chunk,
 )
 from intentmesh.local_backend._tools import check_text_only
-from intentmesh.local_backend._worker import GenerationWorker, Prepare, WorkerEvent
+from intentmesh.local_backend._worker import Finish, GenerationWorker, Prepare, WorkerEvent
 from intentmesh.local_backend._xllamacpp_engine import NativeEngine
 
 __all__ = ["create_app"]
@@ -138,7 +144,8 @@ class _Server:
         if body.model is not None and body.model not in self.names:
             raise LocalApiError(404, f"The model `{body.model}` does not exist.", param="model")
         assert self.worker is not None
-        events = self.worker.generate(prepare)
+        finish, replay = _toploc_job(self.worker.engine, body)
+        events = self.worker.generate(prepare, finish=finish, replay=replay)
         first = await anext(events)
         if first.error is not None:
             await events.aclose()
@@ -172,8 +179,9 @@ class _Server:
                     yield sse(chunk(kind, stream_id, model, text=event.delta))
                 if event.result is not None:
                     last = chunk(kind, stream_id, model, finish_reason=event.result.finish_reason)
-                    if body.return_token_ids:
+                    if body.return_token_ids or event.result.extension:
                         last["choices"][0]["token_ids"] = event.result.token_ids
+                    last["choices"][0].update(event.result.extension)
                     yield sse(last)
                     if body.include_usage:
                         yield sse(usage_chunk(kind, stream_id, model, event.result))
@@ -205,6 +213,32 @@ def _refuse_tools(body: ChatBody) -> None:
         400, f"{field} needs the xllamacpp engine (JSON-schema grammars); this server runs a "
         "token-level engine without them: serve a .gguf with --engine xllamacpp", param=field,
     )  # fmt: skip
+
+
+def _toploc_job(
+    engine: Engine, body: ChatBody | CompletionBody
+) -> tuple[Finish | None, list[int] | None]:
+    """What the ``intentmesh`` field asks of this job: commitments, or a check of another's."""
+    ext = body.intentmesh
+    if ext.asked is None:
+        return None, None
+    if not hasattr(engine, "toploc_proofs"):
+        body.refuse_toploc(type(engine).__name__)
+    check = ext.toploc_verify
+    if check is not None:
+        proofs = list(check.proofs)
+
+        def verify(engine: Any, result: GenerationResult) -> None:
+            verdict = engine.toploc_verify(result.prompt_token_ids, result.token_ids, proofs)
+            result.extension["toploc_verification"] = verdict
+
+        return verify, list(check.token_ids)
+
+    def commit(engine: Any, result: GenerationResult) -> None:
+        proofs = engine.toploc_proofs(result.prompt_token_ids, result.token_ids)
+        result.extension["toploc_proofs"] = proofs
+
+    return commit, None
 
 
 def _to_api_error(exc: BaseException) -> LocalApiError:

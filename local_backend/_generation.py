@@ -17,6 +17,7 @@ __all__ = [
     "Engine",
     "GenerationResult",
     "PromptTooLong",
+    "replayed",
     "SamplingParams",
     "TextAssembler",
     "run_generation",
@@ -43,6 +44,8 @@ class GenerationResult:
     prompt_token_ids: list[int]
     token_ids: list[int] = field(default_factory=list)
     finish_reason: str = "length"
+    extension: dict[str, Any] = field(default_factory=dict)
+    """Extension fields for the answer's choice (``toploc_proofs``, ``toploc_verification``)."""
 
     @property
     def prompt_tokens(self) -> int:
@@ -141,6 +144,15 @@ def check_budget(engine: Engine, prompt_ids: Sequence[int], max_tokens: int | No
             "or completion."
         )
     return room if max_tokens is None else max_tokens
+
+
+def replayed(engine: Engine, prompt_ids: list[int], token_ids: list[int]) -> GenerationResult:
+    """Another engine's answer taken as given (to check it), not generated here."""
+    ended = bool(token_ids) and token_ids[-1] in engine.eos_token_ids
+    return GenerationResult(
+        text=engine.decode(token_ids), prompt_token_ids=prompt_ids, token_ids=list(token_ids),
+        finish_reason="stop" if ended else "length",
+    )  # fmt: skip
 
 
 def run_generation(

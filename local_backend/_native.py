@@ -74,6 +74,7 @@ class NativeRoutes:
     def _wire(self, body: ChatBody | CompletionBody, raw: bytes) -> dict[str, Any]:
         if body.model is not None and body.model not in self.names:
             raise LocalApiError(404, f"The model `{body.model}` does not exist.", param="model")
+        body.refuse_toploc("xllamacpp")
         if body.return_token_ids:
             raise LocalApiError(
                 400, "return_token_ids is not supported by the xllamacpp engine; use "

@@ -16,6 +16,7 @@ from intentmesh.errors import validation_message
 from intentmesh.local_backend._generation import GenerationResult, SamplingParams
 
 __all__ = [
+    "Extension",
     "LocalApiError",
     "ChatBody",
     "CompletionBody",
@@ -67,6 +68,30 @@ class ChatMessage(BaseModel):
         return {"role": self.role, "content": content or ""}
 
 
+class ToplocCheck(BaseModel):
+    """Another server's answer to check: its generated ids and their TOPLOC proofs."""
+
+    model_config = ConfigDict(extra="forbid")
+    token_ids: list[int]
+    proofs: list[str]
+
+
+class Extension(BaseModel):
+    """The request's ``intentmesh`` field: ``toploc`` asks for commitments of the answer;
+    ``toploc_verify`` replays another answer's ids instead of generating and checks its proofs."""
+
+    model_config = ConfigDict(extra="forbid")
+    toploc: bool = False
+    toploc_verify: ToplocCheck | None = None
+
+    @property
+    def asked(self) -> str | None:
+        """The first TOPLOC field set, as a ``param`` path, or ``None``."""
+        if self.toploc_verify is not None:
+            return "intentmesh.toploc_verify"
+        return "intentmesh.toploc" if self.toploc else None
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str | None = None
@@ -80,6 +105,17 @@ class _Body(BaseModel):
     n: int = Field(1, ge=1, le=1)
     return_token_ids: bool = False
     ignore_eos: bool = False
+    intentmesh: Extension = Field(default_factory=Extension)
+
+    def refuse_toploc(self, engine: str) -> None:
+        """A 400 naming the field when TOPLOC is asked of an engine that cannot produce it."""
+        field = self.intentmesh.asked
+        if field is not None:
+            raise LocalApiError(
+                400, f"{field}: TOPLOC commitments need the torch engine (hidden states); "
+                f"the {engine} engine cannot produce them: serve the model with --engine torch",
+                param=field,
+            )  # fmt: skip
 
     def sampling(self, max_tokens: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -155,9 +191,10 @@ def answer(
         "choices": [choice],
         "usage": _usage(result.prompt_tokens, result.completion_tokens),
     }
-    if with_ids:
+    if with_ids or result.extension:
         choice["token_ids"] = result.token_ids
         body["prompt_token_ids"] = result.prompt_token_ids
+    choice.update(result.extension)
     return body
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from intentmesh.local_backend._generation import SamplingParams
+from intentmesh.local_backend._toploc import commit, verify
 
 __all__ = ["TorchEngine"]
 
@@ -89,6 +90,29 @@ class TorchEngine:
                 step = torch.tensor([[token]], device=self._device)
                 cache = {self._cache_arg: getattr(out, self._cache_arg)}
                 out = self._model(input_ids=step, use_cache=True, **self._keep, **cache)
+
+    def answer_states(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> Any:
+        """The last layer's hidden states that produced each of ``token_ids`` after the prompt."""
+        import torch
+
+        if not token_ids:
+            return torch.zeros((0, 1))
+        ids = [*prompt_ids, *token_ids[:-1]]
+        with torch.inference_mode():
+            out = self._model(
+                input_ids=torch.tensor([ids], device=self._device), output_hidden_states=True
+            )
+        return out.hidden_states[-1][0, len(prompt_ids) - 1 :].float().cpu()
+
+    def toploc_proofs(self, prompt_ids: Sequence[int], token_ids: Sequence[int]) -> list[str]:
+        """TOPLOC commitments of the answer's final hidden states (see :mod:`._toploc`)."""
+        return commit(self.answer_states(prompt_ids, token_ids))
+
+    def toploc_verify(
+        self, prompt_ids: Sequence[int], token_ids: Sequence[int], proofs: Sequence[str]
+    ) -> dict[str, Any]:
+        """Check another server's commitments against this model's own prefill."""
+        return verify(self.answer_states(prompt_ids, token_ids), proofs)
 
 
 def _pick(logits: Any, params: SamplingParams, generator: Any) -> int:

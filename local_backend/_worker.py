@@ -17,6 +17,7 @@ from intentmesh.local_backend._generation import (
     Engine,
     GenerationResult,
     SamplingParams,
+    replayed,
     run_generation,
 )
 from intentmesh.local_backend._metrics import ServerMetrics
@@ -37,6 +38,9 @@ class WorkerEvent:
 Prepare = Callable[[Engine], tuple[list[int], SamplingParams]]
 """Runs on the worker: tokenizes the request and settles its sampling parameters."""
 
+Finish = Callable[[Engine, GenerationResult], None]
+"""Runs on the worker after generation: adds extension fields to the result."""
+
 
 @dataclass(slots=True)
 class _Job:
@@ -44,6 +48,8 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue[WorkerEvent]
     cancel: threading.Event = field(default_factory=threading.Event)
+    finish: Finish | None = None
+    replay: list[int] | None = None
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -62,9 +68,14 @@ class GenerationWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    async def generate(self, prepare: Prepare) -> AsyncGenerator[WorkerEvent, None]:
-        """Yield the job's events in order; leaving early cancels the job on the worker."""
-        job = _Job(prepare, asyncio.get_running_loop(), asyncio.Queue())
+    async def generate(
+        self, prepare: Prepare, *, finish: Finish | None = None, replay: list[int] | None = None
+    ) -> AsyncGenerator[WorkerEvent, None]:
+        """Yield the job's events in order; leaving early cancels the job on the worker.
+
+        ``replay``: take these ids as the answer instead of generating; ``finish``: then run."""
+        job = _Job(prepare, asyncio.get_running_loop(), asyncio.Queue(), finish=finish,
+                   replay=replay)  # fmt: skip
         self._jobs.put(job)
         self._report()
         try:
@@ -112,7 +123,12 @@ class GenerationWorker:
         try:
             prompt_ids, params = job.prepare(self.engine)
             send(WorkerEvent(prompt_ids=prompt_ids))
-            result = run_generation(self.engine, prompt_ids, params, on_delta, job.cancel)
+            if job.replay is not None:
+                result = replayed(self.engine, prompt_ids, job.replay)
+            else:
+                result = run_generation(self.engine, prompt_ids, params, on_delta, job.cancel)
+            if job.finish is not None:
+                job.finish(self.engine, result)
         except Exception as exc:  # an engine failure ends this job, never the worker
             send(WorkerEvent(error=exc))
             return

@@ -264,19 +264,27 @@ class LevelRunner:
                 policy, sampled=False, answer_digest=answer
             )
             return outcome
-        reference = await _reference_answer(executor, call, plan, plan.reference)
+        commitments = outcome.completion.extra.get("toploc")
+        build = call.build_request
+        if commitments and "proofs" in commitments:
+            call.build_request = _toploc_check(build, commitments)
+        try:
+            reference = await _reference_answer(executor, call, plan, plan.reference)
+        finally:
+            call.build_request = build
         if reference is None:
             outcome.attempt.extra["verification"] = spot_record(
                 policy, sampled=True, answer_digest=answer, outcome="reference_failed"
             )
             return outcome
-        agreed = reference.completion.text == outcome.completion.text
+        agreed, check = _spot_verdict(outcome, reference, commitments)
         outcome.attempt.extra["verification"] = spot_record(
             policy,
             sampled=True,
             answer_digest=answer,
             reference_digest=_response_digest(reference),
             outcome="agreed" if agreed else "disagreed",
+            toploc=check,
         )
         if not agreed:
             self.health.penalize(outcome.candidate.backend)
@@ -284,9 +292,7 @@ class LevelRunner:
                 error = self._rejected(
                     outcome,
                     VerificationFailed(
-                        f"spot check: the answer differs from the reference backend "
-                        f"{policy.reference!r} under greedy decoding with seed {policy.seed}",
-                        check="spot",
+                        _spot_failure(policy, check), check="spot_toploc" if check else "spot"
                     ),
                 )
                 raise AllBackendsFailed(str(error), call.attempts)
@@ -394,6 +400,48 @@ async def _reference_answer(
         return None
     finally:
         call.attempts.extend(sub.attempts)
+
+
+def _toploc_check(
+    build: Callable[[Candidate, float | None], ChatRequest], commitments: Mapping[str, Any]
+) -> Callable[[Candidate, float | None], ChatRequest]:
+    """The reference request asking the reference to check the answer's TOPLOC proofs."""
+    ask = {"toploc_verify": {"token_ids": list(commitments.get("token_ids") or []),
+                             "proofs": list(commitments["proofs"])}}  # fmt: skip
+
+    def check(cand: Candidate, remaining: float | None) -> ChatRequest:
+        request = build(cand, remaining)
+        return replace(request, extra={**request.extra, "intentmesh": ask})
+
+    return check
+
+
+def _spot_verdict(
+    answer: Outcome, reference: Outcome, commitments: Mapping[str, Any] | None
+) -> tuple[bool, dict[str, Any] | None]:
+    """Exact text comparison, or the reference's TOPLOC verdict when the answer was committed."""
+    if not commitments or "proofs" not in commitments:
+        return reference.completion.text == answer.completion.text, None
+    verdict = (reference.completion.extra.get("toploc") or {}).get("verification")
+    if not isinstance(verdict, Mapping):
+        return False, {"verified": False, "reason": "the reference returned no TOPLOC verdict"}
+    check = dict(verdict)
+    if reference.completion.text != answer.completion.text:  # ids committed, other text sent
+        check["verified"] = False
+        check["reason"] = "the committed token ids do not decode to the answer's text"
+    return bool(check.get("verified")), check
+
+
+def _spot_failure(policy: SpotPolicy, check: Mapping[str, Any] | None) -> str:
+    if check is not None:
+        return (
+            f"spot check (toploc): the reference backend {policy.reference!r} rejected the "
+            f"answer's activation commitments: {check.get('reason')}"
+        )
+    return (
+        f"spot check: the answer differs from the reference backend {policy.reference!r} "
+        f"under greedy decoding with seed {policy.seed}"
+    )
 
 
 def _response_digest(outcome: Outcome) -> str:

@@ -12,7 +12,7 @@ Pure parts here (the policy, the plan split, the record); the runner is in ``_le
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -83,8 +83,12 @@ def spot_record(
     answer_digest: str,
     reference_digest: str | None = None,
     outcome: str = "not_sampled",
+    toploc: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The receipt's ``verification`` block for one ``spot`` request."""
+    """The receipt's ``verification`` block for one ``spot`` request.
+
+    ``toploc``: the reference's verdict on the answer's TOPLOC commitments, when it had them;
+    the comparison is then ``"toploc"`` instead of ``"exact"``."""
     out: dict[str, Any] = {
         "level": "spot",
         "rate": policy.rate,
@@ -97,6 +101,9 @@ def spot_record(
     }
     if reference_digest is not None:
         out["reference_digest"] = reference_digest
+    if toploc is not None:
+        out["comparison"] = "toploc"
+        out["toploc"] = dict(toploc)
     return out
 
 
