@@ -27,6 +27,7 @@ __all__ = ["FakeRequest", "FakeResponse", "Handler", "Headers", "LoopbackServer"
 
 Action = Literal["hang", "reset", "close"]
 StreamEnd = Literal["complete", "truncate", "reset"]
+_RESET_GRACE_S = 0.05
 Handler = Callable[["FakeRequest"], Awaitable["FakeResponse"]]
 
 _MAX_HEAD = 64 * 1024
@@ -456,6 +457,10 @@ async def _finish_stream(
     writer: asyncio.StreamWriter, end: StreamEnd, chunked: bool, keep_alive: bool
 ) -> bool:
     if end == "reset":
+        # A client's kernel may drop bytes it has not read yet when the RST arrives; give it a
+        # moment to read the events sent, so "N events, then a reset" is what it usually sees.
+        await writer.drain()
+        await asyncio.sleep(_RESET_GRACE_S)
         _abort(writer)
         return False
     if end == "complete" and chunked:

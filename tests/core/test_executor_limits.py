@@ -239,14 +239,17 @@ def test_continue_splices_the_next_backend_without_duplicates(
     assert res is not None
     assert "".join(pieces) == res.text == f"echo: {prompt}"
     assert [(a.backend, a.outcome) for a in res.attempts] == [("cheap", "error"), ("mid", "ok")]
-    sent = providers["mid"].requests[-1].json()
-    assert sent["continue_final_message"] is True
-    assert sent["messages"][-1] == {"role": "assistant", "content": "echo: one"}
+    # The splice is where the broken stream stopped delivering: usually after "echo: one" (3
+    # events), earlier if the client's kernel dropped unread bytes when the RST came.
     receipt = res.receipt
     assert receipt is not None
-    assert receipt["continuation"]["splice_at_chars"] == len("echo: one")
+    at = receipt["continuation"]["splice_at_chars"]
+    assert 0 < at < len(res.text)
+    sent = providers["mid"].requests[-1].json()
+    assert sent["continue_final_message"] is True
+    assert sent["messages"][-1] == {"role": "assistant", "content": res.text[:at]}
     assert receipt["continuation"]["from_backend"] == "cheap"
-    assert receipt["attempts"][1]["continues"] == {"backend": "cheap", "at_chars": 9}
+    assert receipt["attempts"][1]["continues"] == {"backend": "cheap", "at_chars": at}
     assert res.cost_usd == pytest.approx(sum(a.cost_usd for a in res.attempts))
     assert res.attempts[0].cost_usd > 0  # the broken attempt's delivered tokens are paid for
 
@@ -257,7 +260,8 @@ def test_continue_with_no_candidate_left_raises_midstream_error(
     providers["cheap"].always(Fault.reset_mid_stream(after_chunks=3))
     with pytest.raises(MidStreamError) as info:
         list(make_gateway().stream(intent(networks=["cheap"], on_midstream="continue")))
-    assert info.value.delivered == "echo: hello"
+    delivered = info.value.delivered  # all 3 events, unless the RST beat the client's reads
+    assert delivered and "echo: hello".startswith(delivered)
 
 
 def test_on_midstream_error_is_the_default(
