@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
-from fleet_support import REDIS_URL, unavailable
+from fleet_support import POSTGRES_URL, REDIS_URL, unavailable
 
 from intentmesh.testing import FakeOpenAIProvider
 
@@ -41,3 +42,22 @@ def prefix(redis_client: object) -> Iterator[str]:
 def provider() -> Iterator[FakeOpenAIProvider]:
     with FakeOpenAIProvider(["fake-llama"], record=False) as made:
         yield made
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema (dropped after the test)."""
+    try:
+        import psycopg
+    except ImportError:
+        unavailable("psycopg is not installed (pip install 'intentmesh[postgres]')")
+    schema = f"imtest_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        unavailable(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
+    admin.execute(f"CREATE SCHEMA {schema}")
+    joiner = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{joiner}options={quote(f'-csearch_path={schema}')}"
+    admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    admin.close()

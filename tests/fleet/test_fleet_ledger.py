@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from fleet_support import INTENTMESH, MODEL, POSTGRES_URL, backend_toml, unavailable
+from fleet_support import INTENTMESH, MODEL, backend_toml
 
 from intentmesh import Gateway, ReceiptError
 from intentmesh.config import parse_config
@@ -28,24 +25,6 @@ with Ledger(sys.argv[1], batch_size=16) as ledger:
         ledger.append({"worker": sys.argv[3], "i": i}, key)
 """
 
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema (dropped after the test)."""
-    try:
-        import psycopg
-    except ImportError:
-        unavailable("psycopg is not installed (pip install 'intentmesh[postgres]')")
-    schema = f"imtest_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
-        unavailable(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
-    admin.execute(f"CREATE SCHEMA {schema}")
-    joiner = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{joiner}options={quote(f'-csearch_path={schema}')}"
-    admin.execute(f"DROP SCHEMA {schema} CASCADE")
-    admin.close()
 
 
 def test_chain_checkpoints_proofs_and_export_work_as_on_sqlite(

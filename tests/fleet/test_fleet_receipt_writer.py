@@ -3,34 +3,10 @@ commits receipt by receipt, on the writer's thread)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from urllib.parse import quote
-
 import pytest
-from fleet_support import POSTGRES_URL, unavailable
 
 from intentmesh.errors import ReceiptError
-from intentmesh.receipts import Ledger, SigningKey
-from intentmesh.receipts._writer import ReceiptWriter
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    try:
-        import psycopg
-    except ImportError:
-        unavailable("psycopg is not installed (pip install 'intentmesh[postgres]')")
-    schema = f"imtest_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
-        unavailable(f"no PostgreSQL at {POSTGRES_URL}: {exc}")
-    admin.execute(f"CREATE SCHEMA {schema}")
-    joiner = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{joiner}options={quote(f'-csearch_path={schema}')}"
-    admin.execute(f"DROP SCHEMA {schema} CASCADE")
-    admin.close()
+from intentmesh.receipts import Ledger, ReceiptWriter, SigningKey
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
