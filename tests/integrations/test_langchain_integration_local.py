@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,31 +32,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _serve_smollm2() -> Iterator[str]:
-    import uvicorn
 
     from intentmesh.local_backend import default_model_path
     from intentmesh.local_backend._app import create_app
     from intentmesh.local_backend._xllamacpp_engine import XLlamaCppEngine
+    from intentmesh.server import ThreadedServer
 
     # One thread: on a loaded 2-core machine llama.cpp's thread barrier makes 2 threads far slower.
     engine = XLlamaCppEngine.load(default_model_path(), model_id="smol", threads=1)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     app = create_app(engine, served_model_names=["smol"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the local server did not start")
-        time.sleep(0.02)
+    server = ThreadedServer(app).start(timeout_s=60)
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield server.base_url
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        server.stop()
 
 
 @pytest.fixture(scope="module")

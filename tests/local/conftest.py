@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,21 +45,11 @@ def tiny_engine(tiny_model: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def tiny_url(tiny_engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The torch engine with the tiny model behind uvicorn on a loopback port (in a thread)."""
-    import uvicorn
 
     from intentmesh.local_backend._app import create_app
+    from intentmesh.server import ThreadedServer
 
-    port = _free_port()
     app = create_app(tiny_engine, served_model_names=["tiny", "tiny-alias"])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    server = ThreadedServer(app).start(timeout_s=30)
+    yield server.url
+    server.stop()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,31 +51,19 @@ ADD = {
 @pytest.fixture(scope="module")
 def smol_url() -> Iterator[str]:
     """SmolLM2 on the xllamacpp engine behind uvicorn on a loopback port (in a thread)."""
-    import socket
 
-    import uvicorn
 
     from intentmesh.local_backend import DEFAULT_MODEL_NAME, default_model_path
     from intentmesh.local_backend._app import create_app
     from intentmesh.local_backend._xllamacpp_engine import XLlamaCppEngine
+    from intentmesh.server import ThreadedServer
 
     # One thread: on a loaded 2-core machine llama.cpp's thread barrier makes 2 threads far slower.
     engine = XLlamaCppEngine.load(default_model_path(), model_id=DEFAULT_MODEL_NAME, threads=1)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     app = create_app(engine, served_model_names=["smol", "smol-alias"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=30)
+    server = ThreadedServer(app).start(timeout_s=60)
+    yield server.base_url
+    server.stop()
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:

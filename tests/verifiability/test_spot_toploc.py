@@ -5,9 +5,6 @@ the same weights pass, other weights or other ids fail with the check named."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,25 +29,14 @@ SERVED = "fake-llama"  # the id verif_support maps MODEL to
 
 
 def _serve(engine: Any) -> Iterator[str]:
-    import uvicorn
 
     from intentmesh.local_backend._app import create_app
+    from intentmesh.server import ThreadedServer
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     app = create_app(engine, served_model_names=[SERVED])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    server = ThreadedServer(app).start(timeout_s=30)
+    yield server.url
+    server.stop()
 
 
 def _engine(folder: Path) -> Any:
