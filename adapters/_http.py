@@ -12,9 +12,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -312,30 +312,19 @@ class Connection:
                 raise error_for_status(resp.status, text, resp.headers, backend)
         return raw, resp.headers
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self, path: str, body: Any, *, backend: str, timeout_s: float | None = None
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> _OpenStream[httpx.Response]:
         """``POST path`` with a JSON ``body``, the answer open for reading as it arrives."""
-        with map_transport_errors(backend):
-            async with self.client().stream(
-                "POST",
-                self.url(path),
-                content=json.dumps(body).encode(),
-                timeout=self.timeout(timeout_s),
-            ) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise _status_error(response, text, backend)
-                yield response
+        return _OpenStream(self, path, body, backend, timeout_s, _as_is)
 
-    @asynccontextmanager
-    async def stream_sse(
+    def stream_sse(
         self, path: str, body: Any, *, backend: str, timeout_s: float | None = None
-    ) -> AsyncIterator[AsyncIterator[str]]:
+    ) -> _OpenStream[AsyncIterator[str]]:
         """:meth:`stream`, read as server-sent events: the payload of each ``data:`` event."""
-        async with self.stream(path, body, backend=backend, timeout_s=timeout_s) as response:
-            yield iter_sse_data(response, backend)
+        return _OpenStream(
+            self, path, body, backend, timeout_s, lambda r: iter_sse_data(r, backend)
+        )
 
     async def aclose(self) -> None:
         """Close the client of the running loop (others close with their loops)."""
@@ -349,6 +338,60 @@ class Connection:
         session = self._sessions.pop(loop, None)
         if session is not None:
             await session.close()
+
+
+V = TypeVar("V")
+
+
+def _as_is(response: httpx.Response) -> httpx.Response:
+    return response
+
+
+class _OpenStream(Generic[V]):
+    """``async with`` an answer read as it arrives (:meth:`Connection.stream`).
+
+    A class rather than a generator-based context manager: a stream left open until the
+    interpreter exits is closed by the event loop, which closes generators in no set order,
+    and a generator-based manager whose inner generator was closed first fails with
+    "generator didn't stop after athrow()". Transport errors raised while reading are
+    translated by the caller's :func:`map_transport_errors`.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        path: str,
+        body: Any,
+        backend: str,
+        timeout_s: float | None,
+        view: Callable[[httpx.Response], V],
+    ) -> None:
+        self._conn, self._path, self._body = conn, path, body
+        self._backend, self._timeout_s, self._view = backend, timeout_s, view
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> V:
+        conn, backend = self._conn, self._backend
+        with map_transport_errors(backend):
+            client = conn.client()
+            request = client.build_request(
+                "POST",
+                conn.url(self._path),
+                content=json.dumps(self._body).encode(),
+                timeout=conn.timeout(self._timeout_s),
+            )
+            response = self._response = await client.send(request, stream=True)
+            if response.status_code >= 400:
+                try:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                finally:
+                    await response.aclose()
+                raise _status_error(response, text, backend)
+        return self._view(response)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            await self._response.aclose()
 
 
 def _status_error(response: httpx.Response, text: str, backend: str) -> BackendError:
