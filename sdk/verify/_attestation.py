@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -146,6 +146,21 @@ class _Instance:
     tls_fingerprint: str | None = None
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_policy(model: type[P], backend: str, options: Mapping[str, Any]) -> P:
+    """A backend's ``attestation`` table as ``model``; a bad value names backend and key."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigurationError(
+            f"backend {backend!r}: attestation.{where}: {validation_message(err)}"
+        ) from None
+
+
 class TdxAttestationVerifier:
     """Checks TDX evidence from one source against a policy; see the module docstring."""
 
@@ -182,14 +197,7 @@ class TdxAttestationVerifier:
 
             tinfoil = TinfoilAttestationVerifier.from_config(backend, base_url, options)
             return tinfoil  # type: ignore[return-value]  # an AttestationVerifier all the same
-        try:
-            policy = AttestationPolicy.model_validate(options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ConfigurationError(
-                f"backend {backend!r}: attestation.{where}: {validation_message(err)}"
-            ) from None
+        policy = parse_policy(AttestationPolicy, backend, options)
         url = _evidence_url(backend, base_url, policy)
         if quote_verifier is None and policy.dcap is not None:
             quote_verifier = DcapQuoteVerifier(policy.dcap, backend=backend)

@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from intentmesh.errors import AttestationFailed, ConfigurationError, validation_message
-from intentmesh.verify._attestation import AttestationReport
+from intentmesh.errors import AttestationFailed, ConfigurationError
+from intentmesh.verify._attestation import AttestationReport, parse_policy
 from intentmesh.verify._sevsnp import (
     SevSnpError,
     SevSnpReport,
@@ -87,14 +87,7 @@ class TinfoilAttestationVerifier:
     def from_config(
         cls, backend: str, base_url: str | None, options: Mapping[str, Any]
     ) -> TinfoilAttestationVerifier:
-        try:
-            policy = TinfoilPolicy.model_validate(options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ConfigurationError(
-                f"backend {backend!r}: attestation.{where}: {validation_message(err)}"
-            ) from None
+        policy = parse_policy(TinfoilPolicy, backend, options)
         url = policy.url or ""
         if not url.startswith(("http://", "https://")):
             if not base_url:
