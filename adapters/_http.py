@@ -418,15 +418,25 @@ def _close_with_loop(loop: asyncio.AbstractEventLoop, client: Any) -> object:
         try:
             yield
         finally:
-            if isinstance(client, httpx.AsyncClient):
-                if not client.is_closed:
-                    await client.aclose()
-            elif not client.closed:  # an aiohttp session
-                await client.close()
+            await _close_client(client)
 
     gen = guard()
     task = loop.create_task(_advance(gen))
     return gen, task
+
+
+def _client_closed(client: Any) -> bool:
+    """Whether an httpx client or an aiohttp session is closed."""
+    return bool(client.is_closed if isinstance(client, httpx.AsyncClient) else client.closed)
+
+
+async def _close_client(client: Any) -> None:
+    if _client_closed(client):
+        return
+    if isinstance(client, httpx.AsyncClient):
+        await client.aclose()
+    else:  # an aiohttp session
+        await client.close()
 
 
 async def _advance(gen: AsyncIterator[None]) -> None:
@@ -448,10 +458,10 @@ def _close_idle_clients() -> None:
     is running, such as the gateway's own, closes its clients itself)."""
     for client, loop_ref in list(_IDLE_AT_EXIT.items()):
         loop = loop_ref()
-        if loop is None or loop.is_closed() or loop.is_running() or client.is_closed:
+        if loop is None or loop.is_closed() or loop.is_running() or _client_closed(client):
             continue
         with contextlib.suppress(Exception):
-            loop.run_until_complete(client.aclose())
+            loop.run_until_complete(_close_client(client))
 
 
 def default_transport() -> httpx.AsyncBaseTransport | None:
