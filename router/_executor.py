@@ -293,6 +293,8 @@ class Executor:
         discard: Callable[[T], Awaitable[None]] | None = None,
     ) -> T:
         """Try candidates in order; with hedging, start the next one if the first is slow."""
+        if call.hedge_delay_s is None:
+            return await self._in_turn(call, runner)
         pending = list(call.plan.candidates)
         tasks: dict[asyncio.Task[T], Candidate] = {}
         errors: list[BaseException] = []
@@ -335,6 +337,26 @@ class Executor:
                     launch(False)
         finally:
             await _cancel_all(tasks, discard)
+        raise self._all_failed(call, errors)
+
+    async def _in_turn(
+        self, call: Call, runner: Callable[[Call, Candidate, Try], Awaitable[T]]
+    ) -> T:
+        """Failover without hedging: one candidate after another, each awaited in the caller's
+        task (no task, no ``asyncio.wait`` per attempt: the hot path's cheapest form)."""
+        pending = list(call.plan.candidates)
+        errors: list[BaseException] = []
+        while pending or _extend(call, pending):
+            cand = pending.pop(0)
+            reason = self._skip_reason(call, cand)
+            if reason is not None:
+                self.book.skip(call, cand, Try(False), reason)
+                continue
+            left = lambda: self._runnable(call, pending)  # noqa: E731
+            try:
+                return await self._with_retries(call, cand, False, runner, left)
+            except Exception as exc:  # noqa: BLE001 - recorded; fail over or raise below
+                errors.append(self._failover_or_raise(call, exc, pending))
         raise self._all_failed(call, errors)
 
     def _failover_or_raise(
