@@ -147,9 +147,13 @@ class Ledger:
 
         return build
 
+    def seal_due(self, last_seq: int) -> bool:
+        """Whether a whole Merkle batch is waiting behind ``last_seq``."""
+        return last_seq - self._sealed_hint >= self.batch_size
+
     def seal_if_due(self, last_seq: int, key: SigningKey) -> None:
         """Seal when a whole Merkle batch is waiting behind ``last_seq``."""
-        if last_seq - self._sealed_hint >= self.batch_size:
+        if self.seal_due(last_seq):
             self.seal(key)
 
     # -- Merkle checkpoints -----------------------------------------------------------

@@ -24,7 +24,6 @@ from intentmesh.errors import ReceiptError
 __all__ = ["CheckpointRow", "Row", "RowStore"]
 
 
-
 class Row(NamedTuple):
     """One stored receipt; ``body`` is its canonical JSON text."""
 
@@ -102,6 +101,8 @@ class RowStore:
         self._pid = -1
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._nowait: sqlite3.Connection | None = None
+        self._nowait_pid = -1
         self._closed = False
         self._connect()
 
@@ -147,6 +148,22 @@ class RowStore:
             conn = self._connect()
         return conn
 
+    def _nowait_connection(self) -> sqlite3.Connection:
+        """A second connection that never waits for another process's lock (busy_timeout 0);
+        an in-memory ledger has only the one (no other process can reach it)."""
+        main = self._connection()
+        if self.path == ":memory:":
+            return main
+        conn = self._nowait
+        if conn is None or self._nowait_pid != self._pid:
+            conn = sqlite3.connect(
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._nowait, self._nowait_pid = conn, self._pid
+        return conn
+
     def append(self, build: Callable[[int, str | None], Row]) -> Row:
         """Insert ``build(last_seq, last_hash)`` in the same write transaction that read them."""
         with self._lock:
@@ -160,6 +177,32 @@ class RowStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        return row
+
+    def try_append(self, build: Callable[[int, str | None], Row]) -> Row | None:
+        """:meth:`append` if it need not wait, else None (nothing written): another thread of
+        this process is writing, or another process holds the ledger's write lock."""
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._nowait_connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    return None
+                raise
+            try:
+                head = conn.execute(_HEAD).fetchone()
+                row = build(head[0], head[1]) if head else build(0, None)
+                conn.execute(_INSERT, row)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            lock.release()
         return row
 
     @contextmanager
@@ -278,9 +321,10 @@ class RowStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+            for conn in (self._conn, self._nowait):
+                if conn is not None and self._pid == os.getpid():
+                    conn.close()
+            self._conn = self._nowait = None
 
 
 def _row(found: tuple[Any, ...] | None) -> Row | None:

@@ -16,6 +16,14 @@ once (group commit). Two modes (``[receipts] commit``, see ``docs/receipts.md``)
 
 Merkle checkpoints are sealed on the same thread, after a commit. Bad fields (secrets, chain
 fields) fail that receipt alone: its caller gets the :class:`ReceiptError`.
+
+A caller with nothing else in flight (``asubmit(..., alone=True)``) skips the hand-off when it
+cannot wait on anyone: the writer is idle and the SQLite ledger's write lock is free at once.
+Its receipt is then signed and committed in the caller's thread (one transaction, the same
+chain); a checkpoint that falls due is still sealed on the writer's thread. Otherwise it joins
+the writer's next group commit. A hand-off and the writer's wake-up cost a lone caller more
+than the write itself (docs/benchmarks.md), and with nothing else in flight there is no one
+for the write to hold up.
 """
 
 from __future__ import annotations
@@ -44,6 +52,15 @@ MAX_GROUP = 1024
 
 _Build = Callable[[int, str | None], Row]
 _STOP = object()
+
+
+class _SealAfter:
+    """Ask the writer's thread to seal the checkpoints due behind ``seq``."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
 
 
 class _Job:
@@ -97,14 +114,37 @@ class ReceiptWriter:
         self._queue.put(_Job(fields, future))
         return future
 
-    async def asubmit(self, fields: Mapping[str, Any]) -> Receipt:
+    async def asubmit(self, fields: Mapping[str, Any], *, alone: bool = False) -> Receipt:
         """Queue ``fields`` and wait for the receipt without blocking the event loop (one
-        wake-up of the loop per transaction, however many receipts it held)."""
+        wake-up of the loop per transaction, however many receipts it held).
+
+        ``alone``: the caller has nothing else in flight; write in this thread when that
+        waits on no one (see the module's docstring)."""
+        if alone:
+            receipt = self._write_now(fields)
+            if receipt is not None:
+                return receipt
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Receipt] = loop.create_future()
         self._ensure_thread()
         self._queue.put(_Job(fields, future, loop))
         return await future
+
+    def _write_now(self, fields: Mapping[str, Any]) -> Receipt | None:
+        """Sign and commit in this thread if nothing must be waited for, else None."""
+        try_append = getattr(self.ledger._store, "try_append", None)  # SQLite, not PostgreSQL
+        if try_append is None or not self._queue.empty() or self._closed:
+            return None
+        try:
+            row = try_append(self.ledger.row_builder(fields, self.key))
+        except UnicodeEncodeError:
+            raise ReceiptError("canonical JSON: a string holds a lone surrogate") from None
+        if row is None:
+            return None
+        if self.ledger.seal_due(row.seq):
+            self._ensure_thread()
+            self._queue.put(_SealAfter(row.seq))
+        return _receipt(row)
 
     def append(self, fields: Mapping[str, Any]) -> Receipt:
         """Blocking :meth:`submit` (for threads that have no event loop)."""
@@ -151,6 +191,9 @@ class ReceiptWriter:
             first = q.get()
             if first is _STOP:
                 return
+            if isinstance(first, _SealAfter):
+                self._seal(first.seq)
+                continue
             stop = self._group(q, first)
 
     def _group(self, q: queue.SimpleQueue[Any], first: Any) -> bool:
@@ -169,6 +212,8 @@ class ReceiptWriter:
                         break
                     if isinstance(item, Future):  # a flush marker
                         markers.append(item)
+                    elif isinstance(item, _SealAfter):
+                        last_seq = max(last_seq, item.seq)
                     else:
                         last_seq = self._add(add, item, done) or last_seq
                         if len(done) >= MAX_GROUP:

@@ -187,3 +187,129 @@ def test_a_failed_transaction_fails_every_receipt_in_it(tmp_path: Path) -> None:
             writer.append({"n": 2})
         writer.close()
         assert len(ledger) == 1 and ledger.verify()
+
+
+# -- a lone caller writes in its own thread when that waits on no one ----------------------------
+
+
+def test_a_lone_caller_commits_in_its_own_thread(tmp_path: Path) -> None:
+    """``alone=True`` with an idle writer and a free ledger: committed before it returns, and
+    the writer's thread is never started for it."""
+    key = SigningKey.generate()
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        writer = ReceiptWriter(ledger, key)
+        other = Ledger(tmp_path / "l.sqlite3")
+
+        async def main() -> list[int]:
+            seqs = []
+            for i in range(5):
+                r = await writer.asubmit({"n": i}, alone=True)
+                assert other.get(r.id) is not None, "returned before its commit"
+                seqs.append(r.seq)
+            return seqs
+
+        assert asyncio.run(main()) == [1, 2, 3, 4, 5]
+        assert writer._thread is None
+        writer.close()
+        other.close()
+        assert ledger.verify()
+
+
+def test_a_lone_caller_never_waits_on_another_process_lock(tmp_path: Path) -> None:
+    """Another connection holds the write lock: the receipt goes to the writer's thread,
+    which waits for the lock, so the event loop never does."""
+    import sqlite3
+
+    key = SigningKey.generate()
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        writer = ReceiptWriter(ledger, key)
+        holder = sqlite3.connect(tmp_path / "l.sqlite3", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+
+        async def main() -> int:
+            task = asyncio.ensure_future(writer.asubmit({"n": 1}, alone=True))
+            await asyncio.sleep(0.3)  # the loop keeps running while the lock is held
+            assert not task.done()
+            holder.execute("COMMIT")
+            return (await asyncio.wait_for(task, 30)).seq
+
+        assert asyncio.run(main()) == 1
+        assert writer._thread is not None
+        writer.close()
+        holder.close()
+        assert ledger.verify()
+
+
+def test_a_lone_caller_leaves_sealing_to_the_writer_thread(tmp_path: Path) -> None:
+    """A Merkle batch that falls due behind an inline receipt is sealed on the writer's thread."""
+    import threading
+
+    key = SigningKey.generate()
+    with Ledger(tmp_path / "l.sqlite3", batch_size=4) as ledger:
+        writer = ReceiptWriter(ledger, key)
+        sealers: list[str] = []
+        seal = ledger.seal
+
+        def recording_seal(*args: object, **kwargs: object) -> object:
+            sealers.append(threading.current_thread().name)
+            return seal(*args, **kwargs)  # type: ignore[arg-type]
+
+        ledger.seal = recording_seal  # type: ignore[method-assign]
+
+        async def main() -> None:
+            for i in range(9):
+                await writer.asubmit({"n": i}, alone=True)
+
+        asyncio.run(main())
+        writer.flush()
+        writer.close()
+        assert sealers and set(sealers) == {"intentmesh-receipts"}
+        assert [c.last_seq for c in ledger.checkpoints()] == [4, 8]
+        assert ledger.verify()
+
+
+def test_a_lone_callers_bad_fields_raise_at_once(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        writer = ReceiptWriter(ledger, key)
+        with pytest.raises(ReceiptError, match="secret"):
+            asyncio.run(writer.asubmit({"api_key": "sk-123"}, alone=True))
+        with pytest.raises(ReceiptError, match="surrogate"):
+            asyncio.run(writer.asubmit({"text": "\ud800"}, alone=True))
+        writer.close()
+        assert len(ledger) == 0
+
+
+def test_concurrent_calls_hand_receipts_to_the_writer(tmp_path: Path, provider: object) -> None:
+    """The gateway writes inline only for a call with nothing else in flight."""
+    from intentmesh import Gateway
+    from intentmesh.config import parse_config
+
+    gw = Gateway(parse_config(gateway_toml(tmp_path, provider.base_url)))  # type: ignore[attr-defined]
+    calls: list[bool] = []
+    writer = gw._receipt_writer()
+    assert writer is not None
+    submit = writer.asubmit
+
+    async def recording(fields: object, *, alone: bool = False) -> object:
+        calls.append(alone)
+        return await submit(fields, alone=alone)  # type: ignore[arg-type]
+
+    writer.asubmit = recording  # type: ignore[method-assign]
+
+    async def main() -> None:
+        await gw.ainfer(model=MODEL, prompt="alone", max_tokens=8)
+        await asyncio.gather(
+            *(gw.ainfer(model=MODEL, prompt=f"hi {i}", max_tokens=8) for i in range(4))
+        )
+        stream = gw.astream(model=MODEL, prompt="streamed", max_tokens=8)
+        async for _ in stream:
+            pass
+        await gw.aclose()
+
+    asyncio.run(main())
+    assert gw.verify_ledger()
+    gw.close()
+    assert calls[0] is True and calls[-1] is True  # one call, one stream: each alone
+    assert calls[1:5].count(False) >= 3  # four at once: at most the last one is alone
+    assert gw._in_flight == 0
