@@ -301,12 +301,19 @@ class Connection:
         if target is None:
             target = self._urls[path] = _yarl_url(self.url(path))
         payload = json.dumps(body).encode()
+        seconds = timeout_s or self.timeout_s
+        # One asyncio timeout bounds the whole exchange (what hard_timeout does, without a
+        # generator-based context manager on the hot path); aiohttp's own per-read limits
+        # stay the connection's defaults, made once.
         with map_transport_errors(backend):
-            async with (
-                hard_timeout(timeout_s or self.timeout_s, backend),
-                session.post(target, data=payload, timeout=self._aio_timeout(timeout_s)) as resp,
-            ):
-                raw = await _read_capped(resp.content, limit, backend)
+            try:
+                async with (
+                    asyncio.timeout(seconds),
+                    session.post(target, data=payload, timeout=self._aio_timeout(None)) as resp,
+                ):
+                    raw = await _read_capped(resp.content, limit, backend)
+            except TimeoutError:
+                raise _exchange_timeout(seconds, backend) from None
             if resp.status >= 400:
                 text = raw.decode("utf-8", "replace")
                 raise error_for_status(resp.status, text, resp.headers, backend)
@@ -554,9 +561,11 @@ async def hard_timeout(seconds: float | None, backend: str) -> AsyncIterator[Non
         async with asyncio.timeout(seconds):
             yield
     except TimeoutError:
-        raise BackendTimeout(
-            f"no complete answer within timeout_s={seconds:.3g}", backend=backend
-        ) from None
+        raise _exchange_timeout(seconds, backend) from None
+
+
+def _exchange_timeout(seconds: float, backend: str) -> BackendTimeout:
+    return BackendTimeout(f"no complete answer within timeout_s={seconds:.3g}", backend=backend)
 
 
 async def read_limited(response: httpx.Response, limit: int, backend: str) -> bytes:
