@@ -60,6 +60,10 @@ class LlamaCppEngine:
     def sample(self, prompt_ids: Sequence[int], params: SamplingParams) -> Iterator[int]:
         seed = params.seed if params.seed is not None else secrets.randbits(31)
         self._llama.set_seed(seed)
+        # Evaluate the whole prompt afresh. llama-cpp-python 0.3.36 otherwise reuses the
+        # cached prefix (replaying one token to refresh the logits), and the same seed then
+        # gave a different answer on a repeat (tests/local/test_smollm2.py).
+        self._llama.reset()
         tokens = self._llama.generate(
             list(prompt_ids), temp=params.temperature, top_p=params.top_p, top_k=0,
             min_p=0.0, repeat_penalty=1.0, reset=True,

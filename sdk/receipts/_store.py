@@ -91,6 +91,12 @@ _PENDING = f"SELECT {_COLUMNS} FROM receipts WHERE seq > ? AND seq <= ? ORDER BY
 _HASHES = "SELECT hash FROM receipts WHERE seq >= ? AND seq <= ? ORDER BY seq"
 
 
+def _would_wait(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY/LOCKED: another connection holds a lock this one would have to wait for."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 class RowStore:
     """One SQLite connection guarded by a lock; reopened after ``fork``."""
 
@@ -190,7 +196,7 @@ class RowStore:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
+                if _would_wait(exc):
                     return None
                 raise
             try:
@@ -198,8 +204,11 @@ class RowStore:
                 row = build(head[0], head[1]) if head else build(0, None)
                 conn.execute(_INSERT, row)
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _would_wait(exc):
+                    return None  # rolled back: nothing written, the caller may wait elsewhere
                 raise
         finally:
             lock.release()
