@@ -370,7 +370,22 @@ def cpu_report(results: dict[str, dict[str, Any]]) -> str:
             f"| {r.get('p50_ms', float('nan')):.2f} | {r.get('p99_ms', float('nan')):.2f} "
             f"| {r['requests']} | {r['loadgen']} c=64 |"
         )
-    return "\n".join(rows)
+    return "\n".join(rows + _against_litellm(results))
+
+
+def _against_litellm(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Each ``intentmesh serve`` row's req/s and CPU per request against LiteLLM's proxy."""
+    ref = results.get("litellm proxy")
+    if not ref or not ref.get("rps"):
+        return []
+    lines = ["", "against LiteLLM's proxy (same run, same upstream, c=64):"]
+    for name, r in results.items():
+        if "intentmesh serve" not in name or name.startswith("baseline"):
+            continue
+        cpu, ref_cpu = r.get("cpu_us_per_request"), ref.get("cpu_us_per_request")
+        cpu_ratio = f", {ref_cpu / cpu:.1f}x less CPU per request" if cpu and ref_cpu else ""
+        lines.append(f"  {name}: {r['rps'] / ref['rps']:.1f}x the throughput{cpu_ratio}")
+    return lines
 
 
 def main() -> None:
