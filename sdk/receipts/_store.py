@@ -155,8 +155,9 @@ class RowStore:
         return conn
 
     def _nowait_connection(self) -> sqlite3.Connection:
-        """A second connection that never waits for another process's lock (busy_timeout 0);
-        an in-memory ledger has only the one (no other process can reach it)."""
+        """A second connection that never waits for another process's lock (busy_timeout 0)
+        and never checkpoints the WAL; an in-memory ledger has only the one (no other
+        process can reach it)."""
         main = self._connection()
         if self.path == ":memory:":
             return main
@@ -167,6 +168,9 @@ class RowStore:
             )
             conn.execute("PRAGMA busy_timeout = 0")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # No WAL checkpoints (and their fsync) here, on the caller's thread: the writer
+            # thread's connection runs them when it commits (it seals every Merkle batch).
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._nowait, self._nowait_pid = conn, self._pid
         return conn
 

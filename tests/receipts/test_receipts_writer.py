@@ -313,3 +313,28 @@ def test_concurrent_calls_hand_receipts_to_the_writer(tmp_path: Path, provider: 
     assert calls[0] is True and calls[-1] is True  # one call, one stream: each alone
     assert calls[1:5].count(False) >= 3  # four at once: at most the last one is alone
     assert gw._in_flight == 0
+
+
+def test_inline_receipts_leave_wal_checkpoints_to_the_writer_thread(tmp_path: Path) -> None:
+    """The caller's connection never checkpoints (no fsync on the event loop), yet the WAL
+    stays bounded: the writer thread checkpoints when it commits the Merkle seals."""
+    key = SigningKey.generate()
+    path = tmp_path / "l.sqlite3"
+    with Ledger(path, batch_size=256) as ledger:
+        writer = ReceiptWriter(ledger, key)
+
+        async def main() -> int:
+            largest = 0
+            for i in range(2500):
+                await writer.asubmit({"n": i, "pad": "x" * 1500}, alone=True)
+                if i % 250 == 249:
+                    writer.flush()  # the seals queued so far are done
+                    largest = max(largest, (tmp_path / "l.sqlite3-wal").stat().st_size)
+            return largest
+
+        largest = asyncio.run(main())
+        assert ledger._store._nowait.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # type: ignore[union-attr]
+        writer.close()
+        assert largest < 15 * 2**20, f"WAL grew to {largest} bytes: nothing checkpointed it"
+        assert [c.last_seq for c in ledger.checkpoints()][-1] == 2304
+        assert ledger.verify()
