@@ -20,11 +20,17 @@ with DemoNetwork(latency_scale=0.01) as net:
 """
 
 
+def run_script(script: str, tmp_path: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """``script`` (its ``{config}`` filled in) in a fresh interpreter with warnings shown."""
+    code = script.format(config=tmp_path / "demo.toml")
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+        timeout=timeout_s, env={"INTENTMESH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
 def test_unclosed_gateway_exits_quietly(tmp_path: Path) -> None:
-    code = SCRIPT.format(config=tmp_path / "demo.toml")
-    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
-                         text=True, timeout=60, env={"INTENTMESH_HOME": str(tmp_path),
-                                                     "PATH": "/usr/bin:/bin"})
+    out = run_script(SCRIPT, tmp_path, timeout_s=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["echo:", "a", "echo:", "b"]
     assert "Unclosed" not in out.stderr and "unclosed" not in out.stderr, out.stderr
@@ -57,10 +63,7 @@ print("end")
 
 
 def test_several_unclosed_gateways_with_open_streams_exit_quietly(tmp_path: Path) -> None:
-    code = SEVERAL.format(config=tmp_path / "demo.toml")
-    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
-                         text=True, timeout=120, env={"INTENTMESH_HOME": str(tmp_path),
-                                                      "PATH": "/usr/bin:/bin"})
+    out = run_script(SEVERAL, tmp_path, timeout_s=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["echo:"] * 3 + ["end"]
     for noise in ("nclosed", "Traceback", "error occurred"):
@@ -84,10 +87,7 @@ print("end")
 
 
 def test_gateways_on_a_loop_that_is_never_shut_down_exit_quietly(tmp_path: Path) -> None:
-    code = OWN_LOOP.format(config=tmp_path / "demo.toml")
-    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
-                         text=True, timeout=120, env={"INTENTMESH_HOME": str(tmp_path),
-                                                      "PATH": "/usr/bin:/bin"})
+    out = run_script(OWN_LOOP, tmp_path, timeout_s=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["echo:"] * 3 + ["end"]
     # The script's own loop is its business ("unclosed event loop"); our connections are ours.
