@@ -192,7 +192,7 @@ class ReceiptWriter:
             if first is _STOP:
                 return
             if isinstance(first, _SealAfter):
-                self._seal(first.seq)
+                self._seal_upto(first.seq)
                 continue
             stop = self._group(q, first)
 
@@ -263,6 +263,13 @@ class ReceiptWriter:
     def _seal(self, last_seq: int) -> None:
         with contextlib.suppress(Exception):  # sealing is retried after the next commit
             self.ledger.seal_if_due(last_seq, self.key)
+
+    def _seal_upto(self, seq: int) -> None:
+        """Seal the batch an inline receipt completed, and nothing after it: receipts written
+        inline meanwhile are sealed when their own batch is due, whenever this thread runs."""
+        with contextlib.suppress(Exception):  # retried when the next batch falls due
+            if self.ledger.seal_due(seq):
+                self.ledger.seal(self.key, upto_seq=seq)
 
 
 def _writing(store: Any) -> contextlib.AbstractContextManager[Callable[[_Build], Row]]:
