@@ -157,3 +157,27 @@ def test_digest() -> None:
     assert digest(b"raw") == "sha256:" + hashlib.sha256(b"raw").hexdigest()
     assert digest("héllo") == "sha256:" + hashlib.sha256("héllo".encode()).hexdigest()
     assert len(digest([])) == len("sha256:") + 64
+
+
+def test_stored_bodies_parse_to_what_json_reads() -> None:
+    """A receipt's body is parsed with orjson when installed: on canonical JSON it must give
+    the values the standard library gives (numbers bit for bit; an integer written past
+    2**64 may come back as the float it was), and re-encode to the very same bytes."""
+    from intentmesh.receipts._receipt import _loads_body
+
+    numbers = [from_bits(bits) for bits, _ in RFC_NUMBERS]
+    numbers += [2**53, -(2**53), 2**60, 0.1, 1e-7, 1e21, -0.0, 12.0]
+    obj = {
+        "numbers": numbers,
+        "text": ["é", "€", "\U0001f600", "\u2028", 'q"\\/', "\x00\x1f\x7f", ""],
+        "nested": {"\u00e9": [True, False, None, {}], "a": [[], [{}]]},
+    }
+    text = canonical_json(obj)
+    parsed, expected = _loads_body(text.decode()), json.loads(text)
+    assert canonical_json(parsed) == text
+    assert {k: v for k, v in parsed.items() if k != "numbers"} == {
+        k: v for k, v in expected.items() if k != "numbers"
+    }
+    for got, want in zip(parsed["numbers"], expected["numbers"], strict=True):
+        assert struct.pack(">d", got) == struct.pack(">d", want)
+        assert type(got) is type(want) or abs(want) >= 2**64
