@@ -24,6 +24,7 @@ from intentmesh.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    ConfigurationError,
     InvalidRequest,
     MalformedResponse,
     ModelNotFound,
@@ -42,6 +43,7 @@ __all__ = [
     "error_message",
     "hard_timeout",
     "iter_sse_data",
+    "loads_json",
     "map_transport_errors",
     "parse_retry_after",
     "read_limited",
@@ -146,6 +148,12 @@ class Connection:
         self._session_guards = weakref.WeakKeyDictionary()
         self._urls: dict[str, Any] = {}
         self._default_aio_timeout: Any = None
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]
+        self._pools = weakref.WeakKeyDictionary()
+        self._pool_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]
+        self._pool_guards = weakref.WeakKeyDictionary()
+        self._origin: Any = None  # the lean client's Origin; False where it does not apply
+        self._heads: dict[str, bytes | None] = {}
 
     def client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -168,11 +176,13 @@ class Connection:
 
     def _native(self) -> Any:
         """This loop's ``aiohttp.ClientSession``, or None when httpx is the transport."""
-        if self._transport is not None or not _native_enabled():
+        if self._transport is not None:
             return None
         loop = asyncio.get_running_loop()
         found = self._sessions.get(loop)
         if found is None or found.closed:
+            if not _native_enabled():  # read when a session would open, not on every call
+                return None
             import aiohttp
 
             connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=30)
@@ -182,6 +192,33 @@ class Connection:
             self._sessions[loop] = found
             self._session_guards[loop] = _close_with_loop(loop, found)
         return found
+
+    def _lean(self) -> Any:
+        """This loop's :class:`~intentmesh.adapters._h1.H1Pool`, or None where the lean client
+        does not apply (a transport of the caller's, another client asked for, no httptools,
+        a base URL it does not take)."""
+        if self._transport is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is not None and not pool.closed:
+            return pool
+        origin = self._lean_origin()
+        if origin is None:
+            return None
+        from intentmesh.adapters._h1 import H1Pool
+
+        pool = self._pools[loop] = H1Pool(origin)
+        self._pool_guards[loop] = _close_with_loop(loop, pool)
+        return pool
+
+    def _lean_origin(self) -> Any:
+        if self._origin is None:
+            self._origin = False
+            if _transport_choice() == "auto" and _h1_module() is not None:
+                with contextlib.suppress(ValueError):  # a URL it does not take: aiohttp does
+                    self._origin = _h1_module().Origin(self.base_url, self.headers)
+        return self._origin or None
 
     def _aio_timeout(self, seconds: float | None) -> Any:
         import aiohttp
@@ -193,6 +230,7 @@ class Connection:
         if seconds is None:
             self._default_aio_timeout = made
         return made
+
     def url(self, path: str) -> str:
         """``path`` under the base URL; an absolute ``http(s)://`` URL is used as it is."""
         return path if path.startswith(("http://", "https://")) else self.base_url + path
@@ -276,6 +314,13 @@ class Connection:
         about 0.2 ms of CPU per call (docs/benchmarks.md); the session, parsed URL and timeouts
         are made once per connection and loop. A ``transport=`` of your own (or
         ``INTENTMESH_HTTP_TRANSPORT=httpx``) keeps httpx."""
+        pool = self._lean()
+        if pool is not None:
+            head = self._heads.get(path, b"")
+            if head == b"":
+                head = self._heads[path] = pool.origin.request_line(path)
+            if head is not None:
+                return await self._post_lean(pool, head, body, backend, limit, timeout_s)
         session = self._native()
         if session is not None:
             return await self._post_native(session, path, body, backend, limit, timeout_s)
@@ -293,6 +338,23 @@ class Connection:
             if response.status_code >= 400:
                 raise _status_error(response, raw.decode("utf-8", "replace"), backend)
         return raw, response.headers
+
+    async def _post_lean(
+        self, pool: Any, head: bytes, body: Any, backend: str, limit: int, timeout_s: float | None
+    ) -> tuple[bytes, Mapping[str, str]]:
+        payload = json.dumps(body).encode()
+        seconds = timeout_s or self.timeout_s
+        try:
+            async with asyncio.timeout(seconds):
+                status, headers, raw = await pool.post(head, payload, limit, backend)
+        except TimeoutError:
+            raise _exchange_timeout(seconds, backend) from None
+        if status >= 300:
+            text = raw.decode("utf-8", "replace")
+            if status < 400:  # never followed: a redirected POST would be sent again
+                raise _redirected(status, text, headers, backend)
+            raise error_for_status(status, text, headers, backend)
+        return raw, headers
 
     async def _post_native(
         self, session: Any, path: str, body: Any, backend: str, limit: int, timeout_s: float | None
@@ -339,6 +401,9 @@ class Connection:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        pool = self._pools.pop(loop, None)
+        if pool is not None:
+            await pool.close()
         client = self._clients.pop(loop, None)
         if client is not None:
             await client.aclose()
@@ -475,7 +540,7 @@ def default_transport() -> httpx.AsyncBaseTransport | None:
     """aiohttp under the httpx API when installed: httpcore's pool costs ~2 ms of CPU per
     request at 64+ concurrent requests, aiohttp's ~0.3 ms (docs/benchmarks.md).
     ``INTENTMESH_HTTP_TRANSPORT=httpx`` keeps httpx's own transport."""
-    if os.environ.get("INTENTMESH_HTTP_TRANSPORT", "aiohttp").lower() == "httpx":
+    if _transport_choice() == "httpx":
         return None
     try:
         from httpx_aiohttp import AiohttpTransport
@@ -484,11 +549,65 @@ def default_transport() -> httpx.AsyncBaseTransport | None:
     return AiohttpTransport(limits=_LIMITS, trust_env=False)
 
 
+def _strict_loads() -> Callable[[bytes | str], Any] | None:
+    try:
+        import orjson
+    except ImportError:  # orjson comes with the server extra
+        return None
+    return orjson.loads
+
+
+_orjson_loads = _strict_loads()
+
+
+def loads_json(data: bytes | str) -> Any:
+    """An upstream's JSON: orjson when installed, else (and for what orjson refuses but the
+    standard library takes: NaN, integers past 64 bits, lone surrogates) :func:`json.loads`.
+    Raises :class:`ValueError` for what neither reads, as ``json.loads`` does."""
+    if _orjson_loads is not None:
+        try:
+            return _orjson_loads(data)
+        except ValueError:
+            pass
+    return json.loads(data)
+
+
+def _transport_choice() -> str:
+    """``INTENTMESH_HTTP_TRANSPORT``: ``auto`` (the default: the lean client for whole-body
+    POSTs, aiohttp for the rest), ``aiohttp`` (no lean client) or ``httpx`` (httpx's own)."""
+    value = os.environ.get("INTENTMESH_HTTP_TRANSPORT", "auto").strip().lower() or "auto"
+    if value not in ("auto", "aiohttp", "httpx"):
+        raise ConfigurationError(
+            f"INTENTMESH_HTTP_TRANSPORT={value!r}: use 'auto' (the default), 'aiohttp' or 'httpx'"
+        )
+    return value
+
+
+@functools.cache
+def _h1_module() -> Any:
+    """:mod:`intentmesh.adapters._h1`, or None without httptools."""
+    try:
+        from intentmesh.adapters import _h1
+    except ImportError:
+        return None
+    return _h1
+
+
 def _native_enabled() -> bool:
     """aiohttp is installed and ``INTENTMESH_HTTP_TRANSPORT`` does not ask for httpx."""
-    if os.environ.get("INTENTMESH_HTTP_TRANSPORT", "aiohttp").lower() == "httpx":
+    if _transport_choice() == "httpx":
         return False
     return _aiohttp_errors() is not None
+
+
+def _redirected(status: int, text: str, headers: Mapping[str, str], backend: str) -> BackendError:
+    """A 3xx to a POST: not followed (that would send the request again); the error names
+    where it points so the backend's ``base_url`` can be fixed."""
+    err = error_for_status(503, text, headers, backend)
+    where = redact(headers.get("location", "") or "nowhere")
+    err.args = (f"HTTP {status}: the upstream redirects to {where}; set base_url to that",)
+    err.status_code = status
+    return err
 
 
 def _yarl_url(url: str) -> Any:
@@ -550,6 +669,8 @@ def _redact_error(exc: BackendError) -> None:
     exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
     exc.body = redact(exc.body)
     exc.headers = {k: redact(v) for k, v in exc.headers.items()}
+
+
 @asynccontextmanager
 async def hard_timeout(seconds: float | None, backend: str) -> AsyncIterator[None]:
     """A ceiling on a whole exchange (connect, headers, full body): httpx's own timeouts are

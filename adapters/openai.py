@@ -22,6 +22,7 @@ from intentmesh.adapters._http import (
     StreamTruncated,
     error_for_status,
     error_message,
+    loads_json,
     map_transport_errors,
 )
 from intentmesh.adapters._registry import key_env_of
@@ -102,9 +103,7 @@ class OpenAIBackend:
             raise ConfigurationError(
                 f"backend {config.name!r}: base_url is required", key="base_url"
             )
-        key_env = (
-            config.api_key_env or profile.default_api_key_env or key_env_of(config.type)
-        )
+        key_env = config.api_key_env or profile.default_api_key_env or key_env_of(config.type)
         api_key = os.environ.get(key_env) if key_env else None
         if profile.require_key and not api_key:
             raise ConfigurationError(
@@ -221,7 +220,7 @@ class OpenAIBackend:
 
     def _read_completion(self, content: bytes, headers: Mapping[str, str]) -> Completion:
         """The Completion in a non-streamed answer's body (a hook: Targon's may be SSE)."""
-        return self.parse_completion(json.loads(content), headers)
+        return self.parse_completion(loads_json(content), headers)
 
     async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         self.check_key()
@@ -247,7 +246,7 @@ class OpenAIBackend:
         """One SSE payload as a chunk; an undecodable one is skipped, counted, and reported
         as an empty chunk with ``malformed_events=1``."""
         try:
-            data = json.loads(payload)
+            data = loads_json(payload)
             if not isinstance(data, dict):
                 raise ValueError("stream event is not an object")
         except ValueError as exc:

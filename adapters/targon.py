@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from intentmesh.adapters._http import loads_json
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
 from intentmesh.adapters.openai import OpenAIBackend, OpenAIProfile
 from intentmesh.errors import InvalidRequest, MalformedResponse, PaymentRequired
@@ -56,7 +56,7 @@ class TargonBackend(OpenAIBackend):
             payload = line[5:].strip() if line.startswith("data:") else ""
             if not payload or payload == "[DONE]":
                 continue
-            chunk = self.parse_chunk(json.loads(payload))
+            chunk = self.parse_chunk(loads_json(payload))
             parts.append(chunk.text)
             finish = chunk.finish_reason or finish
             usage = chunk.usage or usage

@@ -1,0 +1,421 @@
+"""The lean HTTP/1.1 client (adapters/_h1.py) against scripted loopback servers: framing,
+keep-alive, limits, encodings, failures, and its place in ``Connection.post_limited``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import gzip
+import ssl
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from intentmesh.adapters._h1 import H1Pool, Origin
+from intentmesh.adapters._http import Connection
+from intentmesh.errors import (
+    BackendConnectionError,
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidRequest,
+    MalformedResponse,
+    RateLimited,
+)
+
+Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]
+"""Answer one request (head + body) on a connection; False closes the connection."""
+
+
+def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+class Server:
+    """A loopback server that answers each request with ``reply`` and records what came."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                request = head + await reader.readexactly(length)
+                self.requests.append(request)
+                if not await self.reply(request, writer):
+                    break
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            self._tasks.discard(task)
+
+
+def answer(*raw: bytes, close: bool = False) -> Reply:
+    async def reply(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        for part in raw:
+            writer.write(part)
+            await writer.drain()
+        return not close
+
+    return reply
+
+
+def pool_for(server: Server, headers: dict[str, str] | None = None) -> H1Pool:
+    return H1Pool(Origin(server.url, headers or {}))
+
+
+async def post(pool: H1Pool, path: str = "/chat/completions", limit: int = 1 << 20) -> tuple:
+    head = pool.origin.request_line(path)
+    assert head is not None
+    status, headers, body = await pool.post(head, b'{"q":1}', limit, "b")
+    return status, headers, body
+
+
+async def test_content_length_answer_and_keep_alive_reuse() -> None:
+    async with Server(answer(ok(extra=b"X-Cost: 0.5\r\n"))) as server:
+        pool = pool_for(server, {"Authorization": "Bearer sk-test-0123456789"})
+        for _ in range(3):
+            status, headers, body = await post(pool)
+            assert (status, body, headers["x-cost"]) == (200, b'{"ok":true}', "0.5")
+        await pool.close()
+    assert server.connections == 1  # one connection, kept alive
+    first = server.requests[0]
+    assert first.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert b"\r\nHost: 127.0.0.1:%d\r\n" % server.port in first
+    assert b"\r\nAuthorization: Bearer sk-test-0123456789\r\n" in first
+    assert b"\r\nContent-Length: 7\r\n" in first and first.endswith(b'\r\n\r\n{"q":1}')
+
+
+async def test_chunked_answer_is_joined() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"4\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n"
+    async with Server(answer(chunked[:30], chunked[30:])) as server:
+        pool = pool_for(server)
+        assert (await post(pool))[2] == b"abcdef"
+        assert (await post(pool))[2] == b"abcdef"
+        await pool.close()
+    assert server.connections == 1
+
+
+async def test_answer_read_until_the_server_closes() -> None:
+    async with Server(answer(b'HTTP/1.0 200 OK\r\n\r\n{"a":', b"1}", close=True)) as server:
+        pool = pool_for(server)
+        assert (await post(pool))[2] == b'{"a":1}'
+        assert (await post(pool))[2] == b'{"a":1}'  # not reused: a new connection
+        await pool.close()
+    assert server.connections == 2
+
+
+async def test_informational_answer_is_skipped() -> None:
+    async with Server(answer(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"done"))) as server:
+        pool = pool_for(server)
+        assert (await post(pool))[:3:2] == (200, b"done")
+        await pool.close()
+
+
+async def test_body_cut_short_by_a_close_is_a_connection_error() -> None:
+    truncated = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial'
+    async with Server(answer(truncated, close=True)) as server:
+        pool = pool_for(server)
+        with pytest.raises(BackendConnectionError, match="part way through the answer"):
+            await post(pool)
+        await pool.close()
+
+
+async def test_close_before_answering_is_a_connection_error() -> None:
+    async with Server(answer(close=True)) as server:
+        pool = pool_for(server)
+        with pytest.raises(BackendConnectionError, match="before answering"):
+            await post(pool)
+        await pool.close()
+
+
+async def test_refused_connection_names_the_address() -> None:
+    async with Server(answer(ok())) as server:
+        port = server.port
+    pool = H1Pool(Origin(f"http://127.0.0.1:{port}/v1", {}))
+    with pytest.raises(BackendConnectionError, match=f"cannot connect to 127.0.0.1:{port}"):
+        await post(pool)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ok(b"x" * 5000),  # declared too long
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"400\r\n"
+        + b"y" * 1024
+        + b"\r\n"
+        + b"400\r\n"
+        + b"y" * 1024
+        + b"\r\n0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n" + b"z" * 5000,  # until close, too long
+        ok(gzip.compress(b"w" * 50_000), b"Content-Encoding: gzip\r\n"),  # inflates past it
+    ],
+)
+async def test_answers_past_the_limit_are_cut(raw: bytes) -> None:
+    async with Server(answer(raw, close=raw.startswith(b"HTTP/1.0"))) as server:
+        pool = pool_for(server)
+        head = pool.origin.request_line("/x")
+        assert head is not None
+        with pytest.raises(MalformedResponse, match="passed 1500 bytes"):
+            await pool.post(head, b"{}", 1500, "b")
+        if b"gzip" not in raw:  # a body cut while read: its connection is never reused
+            assert not pool._idle
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        (b"gzip", gzip.compress),
+        (b"deflate", zlib.compress),
+        (b"deflate", lambda d: zlib.compress(d)[2:-4]),  # raw deflate, as some servers send
+    ],
+)
+async def test_compressed_answers_are_decoded(coding: bytes, encode: Callable) -> None:
+    raw = ok(encode(b'{"text":"hello"}'), b"Content-Encoding: " + coding + b"\r\n")
+    async with Server(answer(raw)) as server:
+        pool = pool_for(server)
+        assert (await post(pool))[2] == b'{"text":"hello"}'
+        await pool.close()
+    assert b"\r\nAccept-Encoding: gzip, deflate\r\n" in server.requests[0]
+
+
+async def test_an_encoding_not_asked_for_is_refused() -> None:
+    async with Server(answer(ok(b"\x0b\x02\x80", b"Content-Encoding: br\r\n"))) as server:
+        pool = pool_for(server)
+        with pytest.raises(MalformedResponse, match="'br'"):
+            await post(pool)
+        await pool.close()
+
+
+async def test_garbage_is_malformed_and_the_connection_dropped() -> None:
+    async with Server(answer(b"NOT HTTP AT ALL\r\n\r\n")) as server:
+        pool = pool_for(server)
+        with pytest.raises(BackendConnectionError, match="unparsable HTTP answer"):
+            await post(pool)
+        assert not pool._idle
+        await pool.close()
+
+
+async def test_cancelled_request_closes_its_connection() -> None:
+    async def never(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(30)
+        return False
+
+    async with Server(never) as server:
+        pool = pool_for(server)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await post(pool)
+        assert not pool._idle
+        await pool.close()
+
+
+async def test_connection_closed_while_idle_is_not_reused() -> None:
+    async with Server(answer(ok(extra=b"Connection: keep-alive\r\n"), close=True)) as server:
+        pool = pool_for(server)
+        await post(pool)
+        await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
+        assert (await post(pool))[0] == 200
+        await pool.close()
+    assert server.connections == 2
+
+
+async def test_unsolicited_bytes_on_an_idle_connection_retire_it() -> None:
+    async def chatty(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(ok() + b"HTTP/1.1 200 OK\r\n")  # a stray extra answer
+        return True
+
+    async with Server(chatty) as server:
+        pool = pool_for(server)
+        await post(pool)
+        await asyncio.sleep(0.05)
+        assert (await post(pool))[0] == 200
+        await pool.close()
+    assert server.connections == 2
+
+
+def test_headers_with_line_breaks_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="line breaks"):
+        Origin("http://127.0.0.1:9/v1", {"Authorization": "Bearer x\r\nX-Evil: 1"})
+
+
+def test_origin_request_lines() -> None:
+    origin = Origin("https://api.example.com/v1/", {"Content-Type": "application/json+x"})
+    head = origin.request_line("/chat/completions")
+    assert head is not None and head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert b"Host: api.example.com\r\n" in head  # default port left out
+    assert head.count(b"Content-Type") == 1 and b"application/json+x" in head
+    assert origin.request_line("/with space") is None  # needs quoting: another client
+    assert origin.request_line("https://elsewhere/x") is None
+    assert b"Host: [::1]:8080\r\n" in (Origin("http://[::1]:8080", {}).request_line("/") or b"")
+    for not_taken in ("http://user:pw@host/v1", "ftp://host/", "http://host/v1?x=1"):
+        with pytest.raises(ValueError):
+            Origin(not_taken, {})
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def _tls_server(cert: Path, key: Path) -> AsyncIterator[int]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)
+            writer.write(ok(b"secure"))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def test_tls_verifies_the_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    servers = _tls_server(cert, key)
+    port = await servers.__anext__()
+    origin = Origin(f"https://localhost:{port}", {})
+    head = origin.request_line("/")
+    assert head is not None
+    untrusting = H1Pool(origin)  # the system's CA store does not know this certificate
+    with pytest.raises(BackendConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        await untrusting.post(head, b"{}", 1000, "b")
+    trusting = H1Pool(origin, tls=ssl.create_default_context(cafile=str(cert)))
+    assert (await trusting.post(head, b"{}", 1000, "b"))[2] == b"secure"
+    await trusting.close()
+    await servers.aclose()
+
+
+# -- in Connection.post_limited --------------------------------------------------------------
+
+
+async def test_post_limited_uses_the_lean_client_and_maps_statuses() -> None:
+    replies = iter(
+        [
+            ok(b'{"fine":1}'),
+            b"HTTP/1.1 429 Too Many\r\nRetry-After: 3\r\nContent-Length: 2\r\n\r\n{}",
+            b'HTTP/1.1 400 Bad\r\nContent-Length: 26\r\n\r\n{"error":{"message":"no"}}',
+            b"HTTP/1.1 307 Moved\r\nLocation: https://new.example/v1\r\nContent-Length: 0\r\n\r\n",
+        ]
+    )
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(next(replies))
+        return True
+
+    async with Server(reply) as server:
+        conn = Connection(server.url, {"Authorization": "Bearer sk-abcdefgh12345678"}, 5.0)
+        raw, headers = await conn.post_limited("/chat", {"q": 1}, backend="b", limit=1000)
+        assert raw == b'{"fine":1}' and conn._pools and not conn._sessions
+        with pytest.raises(RateLimited) as limited:
+            await conn.post_limited("/chat", {}, backend="b", limit=1000)
+        assert limited.value.retry_after == 3
+        with pytest.raises(InvalidRequest, match="no"):
+            await conn.post_limited("/chat", {}, backend="b", limit=1000)
+        with pytest.raises(BackendUnavailable, match="redirects to https://new.example/v1"):
+            await conn.post_limited("/chat", {}, backend="b", limit=1000)
+        await conn.aclose()
+    assert server.connections == 1
+
+
+async def test_transport_choice_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Server(answer(ok())) as server:
+        monkeypatch.setenv("INTENTMESH_HTTP_TRANSPORT", "aiohttp")
+        conn = Connection(server.url, {}, 5.0)
+        await conn.post_limited("/chat", {}, backend="b", limit=1000)
+        assert not conn._pools and conn._sessions  # the aiohttp session
+        await conn.aclose()
+        monkeypatch.setenv("INTENTMESH_HTTP_TRANSPORT", "bogus")
+        with pytest.raises(ConfigurationError, match="INTENTMESH_HTTP_TRANSPORT='bogus'"):
+            await Connection(server.url, {}, 5.0).post_limited("/c", {}, backend="b", limit=9)
+
+
+def test_on_uvloop_as_intentmesh_serve_runs_it() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def run() -> tuple[bytes, int]:
+        async with Server(answer(ok(b"fast"))) as server:
+            pool = pool_for(server)
+            bodies = [(await post(pool))[2] for _ in range(3)]
+            await pool.close()
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        return bodies[-1], server.connections
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(run()) == (b"fast", 1)
