@@ -134,6 +134,10 @@ class _Answer:
         self.encoding = b""
 
 
+_Outcome = tuple[_Answer, str | None, bool]
+"""An answer as read, why it cannot be used (or None), and whether that is its size."""
+
+
 class _H1(asyncio.Protocol):
     """One connection: writes a request, parses its answer, resolves the waiting future."""
 
@@ -141,9 +145,10 @@ class _H1(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.answer = _Answer()
-        self.waiter: asyncio.Future[_Answer] | None = None
+        self.waiter: asyncio.Future[_Outcome] | None = None
         self.limit = 0
         self.problem: str | None = None  # why the answer cannot be read
+        self.cut = False  # the problem is the answer's size
         self.lost = False
         self.idle_since = 0.0
         self.headers_done = False
@@ -190,7 +195,7 @@ class _H1(asyncio.Protocol):
         if lower == b"content-length" or lower == b"transfer-encoding":
             self.answer.framed = True
             if lower == b"content-length" and value.isdigit() and int(value) > self.limit:
-                self.problem = _too_large(self.limit)
+                self.problem, self.cut = _too_large(self.limit), True
         elif lower == b"content-encoding":
             self.answer.encoding = value.strip().lower()
 
@@ -208,7 +213,7 @@ class _H1(asyncio.Protocol):
         answer = self.answer
         answer.size += len(body)
         if answer.size > self.limit:
-            self.problem = _too_large(self.limit)
+            self.problem, self.cut = _too_large(self.limit), True
             return
         answer.body.append(body)
 
@@ -219,11 +224,11 @@ class _H1(asyncio.Protocol):
 
     # -- the pool's side -------------------------------------------------------------------
 
-    def send(self, data: bytes, limit: int, waiter: asyncio.Future[_Answer]) -> None:
+    def send(self, data: bytes, limit: int, waiter: asyncio.Future[_Outcome]) -> None:
         self.answer = _Answer()
         self.headers_done = False
         self.keep_alive = False
-        self.problem = None
+        self.problem, self.cut = None, False
         self.limit = limit
         self.waiter = waiter
         assert self.transport is not None
@@ -231,10 +236,12 @@ class _H1(asyncio.Protocol):
 
     def _settle(self) -> None:
         waiter, self.waiter = self.waiter, None
+        outcome = (self.answer, self.problem, self.cut)
+        self.answer = _Answer()  # stray bytes after this answer cannot touch the one handed out
         if self.problem is not None:
             self.close()  # the parser's state is unknown: never reuse
         if waiter is not None and not waiter.done():
-            waiter.set_result(self.answer)
+            waiter.set_result(outcome)
 
     @property
     def reusable(self) -> bool:
@@ -276,15 +283,15 @@ class H1Pool:
             waiter = asyncio.get_running_loop().create_future()
             conn.send(data, limit, waiter)
             try:
-                answer = await waiter
+                answer, problem, cut = await waiter
             except BaseException:  # cancelled (a deadline): the answer is abandoned
                 conn.close()
                 raise
             self._release(conn)
-        if conn.problem is not None:
-            if conn.problem.startswith("response body passed"):
-                raise MalformedResponse(conn.problem, backend=backend)
-            raise BackendConnectionError(f"connection failed: {conn.problem}", backend=backend)
+        if problem is not None:
+            if cut:
+                raise MalformedResponse(problem, backend=backend)
+            raise BackendConnectionError(f"connection failed: {problem}", backend=backend)
         headers = CIMultiDict(
             (k.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for k, v in answer.headers
         )

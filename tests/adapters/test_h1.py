@@ -258,12 +258,12 @@ async def test_connection_closed_while_idle_is_not_reused() -> None:
 
 async def test_unsolicited_bytes_on_an_idle_connection_retire_it() -> None:
     async def chatty(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(ok() + b"HTTP/1.1 200 OK\r\n")  # a stray extra answer
+        writer.write(ok() + b"HTTP/1.1 200 OK\r\nX-Stray: 1\r\n\r\n")  # a stray extra answer
         return True
 
     async with Server(chatty) as server:
         pool = pool_for(server)
-        await post(pool)
+        assert "x-stray" not in (await post(pool))[1]  # the stray answer touches nothing
         await asyncio.sleep(0.05)
         assert (await post(pool))[0] == 200
         await pool.close()
