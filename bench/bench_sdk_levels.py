@@ -1,8 +1,10 @@
 """Quick SDK A/B: a raw aiohttp call vs ``ainfer`` at ``none`` and ``receipt``, sequential.
 
 Four interleaved rounds of each case against a fake upstream in its own process; prints p50
-latency and CPU per call of this process (all threads), each added over the raw call of the same
-run. Run it twice, once with an older tree first on the import path, for a before/after::
+latency and CPU per call of this process (all threads), each added over the raw aiohttp call of
+the same run. Where the tree has it, a raw call on the SDK's own lean HTTP/1.1 client
+(``adapters/_h1.py``) is measured too: what ``ainfer`` adds over its own transport.
+Run it twice, once with an older tree first on the import path, for a before/after::
 
     python bench/bench_sdk_levels.py --requests 2000
     PYTHONPATH=/path/to/older/tree python bench/bench_sdk_levels.py --requests 2000
@@ -28,10 +30,17 @@ from bench_core import MODEL, body, many_backends_config, start_upstream  # noqa
 from intentmesh import Gateway  # noqa: E402
 from intentmesh.config import parse_config  # noqa: E402
 
+try:  # an older tree (a baseline) has no lean client
+    from intentmesh.adapters._h1 import H1Pool, Origin
+
+    _HAS_H1 = True
+except ImportError:
+    _HAS_H1 = False
+
 ROUNDS = 4
 
 
-async def run(n: int) -> None:
+async def run(n: int, h1: bool) -> None:
     proc, base = start_upstream()
     gw = Gateway(parse_config(many_backends_config(base, 1, Path(tempfile.mkdtemp()))))
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1024))
@@ -52,7 +61,17 @@ async def run(n: int) -> None:
 
         return call
 
+    lean = H1Pool(Origin(base, {}))
+    head = lean.origin.request_line("/chat/completions")
+    assert head is not None
+
+    async def floor_h1(i: int) -> object:  # the SDK's own client for non-streamed calls
+        _, _, raw = await lean.post(head, json.dumps(body(i)).encode(), 1 << 20, "bench")
+        return json.loads(raw)["choices"][0]["message"]["content"]
+
     cases = {"raw aiohttp": floor, "none": at("none"), "receipt": at("receipt")}
+    if h1:
+        cases["raw lean h1"] = floor_h1
     latency: dict[str, list[float]] = {k: [] for k in cases}
     cpu = dict.fromkeys(cases, 0.0)
     for _ in range(ROUNDS):
@@ -73,6 +92,7 @@ async def run(n: int) -> None:
         added = f"(+{p50 - f50:6.3f})   CPU {us:6.0f} us (+{us - fcpu:5.0f})"
         print(f"{name:12s} p50 {p50:6.3f} ms {added}")
     await session.close()
+    await lean.close()
     await gw.aclose()
     gw.close()
     proc.kill()
@@ -81,7 +101,8 @@ async def run(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="calls per case")
-    asyncio.run(run(parser.parse_args().requests))
+    args = parser.parse_args()
+    asyncio.run(run(args.requests, _HAS_H1))
 
 
 if __name__ == "__main__":
