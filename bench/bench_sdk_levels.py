@@ -61,16 +61,16 @@ async def run(n: int, h1: bool) -> None:
 
         return call
 
-    lean = H1Pool(Origin(base, {}))
-    head = lean.origin.request_line("/chat/completions")
-    assert head is not None
-
-    async def floor_h1(i: int) -> object:  # the SDK's own client for non-streamed calls
-        _, _, raw = await lean.post(head, json.dumps(body(i)).encode(), 1 << 20, "bench")
-        return json.loads(raw)["choices"][0]["message"]["content"]
-
     cases = {"raw aiohttp": floor, "none": at("none"), "receipt": at("receipt")}
-    if h1:
+    lean = H1Pool(Origin(base, {})) if h1 else None
+    if lean is not None:
+        head = lean.origin.request_line("/chat/completions")
+        assert head is not None
+
+        async def floor_h1(i: int) -> object:  # the SDK's own client for non-streamed calls
+            _, _, raw = await lean.post(head, json.dumps(body(i)).encode(), 1 << 20, "bench")
+            return json.loads(raw)["choices"][0]["message"]["content"]
+
         cases["raw lean h1"] = floor_h1
     latency: dict[str, list[float]] = {k: [] for k in cases}
     cpu = dict.fromkeys(cases, 0.0)
@@ -92,7 +92,8 @@ async def run(n: int, h1: bool) -> None:
         added = f"(+{p50 - f50:6.3f})   CPU {us:6.0f} us (+{us - fcpu:5.0f})"
         print(f"{name:12s} p50 {p50:6.3f} ms {added}")
     await session.close()
-    await lean.close()
+    if lean is not None:
+        await lean.close()
     await gw.aclose()
     gw.close()
     proc.kill()
