@@ -9,12 +9,14 @@ httpx over aiohttp, as does a base URL this client does not take (user info in i
 
 What it does, and what it does not:
 
-* plain and TLS connections (the system's CA store, as aiohttp's default), kept alive and
-  reused last-in first-out, at most :data:`MAX_CONNECTIONS` open per pool (others wait) and
-  :data:`MAX_IDLE` idle, each idle at most :data:`KEEPALIVE_S`;
-* ``Content-Length``, chunked and read-until-close bodies, ``1xx`` answers skipped,
-  ``gzip``/``deflate`` bodies decoded; the body is cut at ``limit`` bytes
-  (:class:`~intentmesh.errors.MalformedResponse`), decoded or not;
+* plain and TLS connections (the system's CA store, as aiohttp's default), opened with happy
+  eyeballs (``aiohappyeyeballs``, on uvloop too), kept alive and reused last-in first-out, at
+  most :data:`MAX_CONNECTIONS` open per pool (others wait) and :data:`MAX_IDLE` idle, each idle
+  at most :data:`KEEPALIVE_S`; a connection is reused only once its request was written whole
+  and its answer read whole;
+* ``Content-Length``, chunked (trailers ignored) and read-until-close bodies (a reset is not
+  an end), ``1xx`` answers skipped, ``gzip``/``deflate`` bodies decoded whole; the body is cut
+  at ``limit`` bytes (:class:`~intentmesh.errors.MalformedResponse`), decoded or not;
 * a connection that fails before the whole answer arrived is a
   :class:`~intentmesh.errors.BackendConnectionError` and is never retried here: a ``POST`` is
   not idempotent (an upstream may bill twice), so the executor decides (failover, retries);
@@ -29,12 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
+import socket
 import ssl
 import time
 import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
 import httptools
 from multidict import CIMultiDict
 
@@ -57,6 +62,7 @@ CONNECT_TIMEOUT_S = 10.0
 _USER_AGENT = "intentmesh"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FORBIDDEN = frozenset("\r\n\0")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _tls: ssl.SSLContext | None = None
 
@@ -85,7 +91,8 @@ class Origin:
         self.tls = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
-        authority = f"[{self.host}]" if ":" in self.host else self.host
+        host = self.host if self.host.isascii() else self.host.encode("idna").decode("ascii")
+        authority = f"[{host}]" if ":" in host else host
         if self.port != _DEFAULT_PORTS[parts.scheme]:
             authority += f":{self.port}"
         fixed = {
@@ -101,10 +108,11 @@ class Origin:
             fixed[name.lower()] = (name, value)
         lines = []
         for name, value in fixed.values():
-            if _FORBIDDEN.intersection(name + value) or not name.isascii():
+            if _FORBIDDEN.intersection(value) or not _TOKEN.fullmatch(name):
                 raise ConfigurationError(
-                    f"header {name!r}: names and values may not hold line breaks or NUL; "
-                    "fix the backend's headers or API key"
+                    f"header {name!r}: a name must be an HTTP token and a value may not hold "
+                    "line breaks or NUL; fix the backend's headers or API key (a key read "
+                    "with a trailing newline does this)"
                 )
             lines.append(f"{name}: {value}\r\n")
         self.head = "".join(lines).encode("utf-8")
@@ -176,8 +184,8 @@ class _H1(asyncio.Protocol):
         self.lost = True
         if self.waiter is None or self.waiter.done():
             return
-        if self.headers_done and not self.answer.framed and not self.problem:
-            self._settle()  # the body ran until the server closed: that is its end
+        if self.headers_done and not self.answer.framed and not self.problem and exc is None:
+            self._settle()  # the body ran until the server closed it cleanly: that is its end
             return
         when = "part way through the answer" if self.headers_done else "before answering"
         self.problem = f"the upstream closed the connection {when}" + (f" ({exc})" if exc else "")
@@ -190,12 +198,16 @@ class _H1(asyncio.Protocol):
             self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.headers_done:  # a chunked body's trailer fields: not the answer's headers
+            return
         self.answer.headers.append((name, value))
         lower = name.lower()
-        if lower == b"content-length" or lower == b"transfer-encoding":
+        if lower == b"content-length":
             self.answer.framed = True
-            if lower == b"content-length" and value.isdigit() and int(value) > self.limit:
+            if value.isdigit() and int(value) > self.limit:
                 self.problem, self.cut = _too_large(self.limit), True
+        elif lower == b"transfer-encoding":  # framed only when chunked comes last
+            self.answer.framed = value.rstrip().lower().endswith(b"chunked")
         elif lower == b"content-encoding":
             self.answer.encoding = value.strip().lower()
 
@@ -252,6 +264,9 @@ class _H1(asyncio.Protocol):
             and transport is not None
             and not transport.is_closing()
             and self.keep_alive
+            # an early answer (401, 413) can come before the body is sent: the rest would
+            # go out ahead of the next request
+            and transport.get_write_buffer_size() == 0
         )
 
     def close(self) -> None:
@@ -311,12 +326,20 @@ class H1Pool:
         origin = self.origin
         loop = asyncio.get_running_loop()
         tls: Any = (self.tls or _tls_context()) if origin.tls else None
-        options: dict[str, Any] = {"ssl": tls, "server_hostname": origin.host if tls else None}
-        if isinstance(loop, asyncio.BaseEventLoop):  # uvloop's loop has no happy eyeballs
-            options["happy_eyeballs_delay"] = 0.25
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                _, conn = await loop.create_connection(_H1, origin.host, origin.port, **options)
+                # Happy eyeballs (RFC 8305) on every loop, uvloop's too, as aiohttp does.
+                infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+                sock = await aiohappyeyeballs.start_connection(
+                    infos, happy_eyeballs_delay=0.25, loop=loop
+                )
+                try:
+                    _, conn = await loop.create_connection(
+                        _H1, sock=sock, ssl=tls, server_hostname=origin.host if tls else None
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise BackendTimeout(
                 f"connecting to {origin.host}:{origin.port} took over {CONNECT_TIMEOUT_S:g} s",
@@ -330,11 +353,14 @@ class H1Pool:
         return conn
 
     def _release(self, conn: _H1) -> None:
-        if self.closed or not conn.reusable or len(self._idle) >= MAX_IDLE:
+        if self.closed or not conn.reusable:
             conn.close()
             return
-        conn.idle_since = time.monotonic()
-        self._idle.append(conn)
+        idle, now = self._idle, time.monotonic()
+        while idle and (len(idle) >= MAX_IDLE or idle[0].idle_since < now - KEEPALIVE_S):
+            idle.popleft().close()  # the oldest go first: past their keep-alive, or no room
+        conn.idle_since = now
+        idle.append(conn)
 
     async def close(self) -> None:
         """Close the idle connections; later requests fail (in-flight ones finish)."""
@@ -353,19 +379,34 @@ def _decoded(answer: _Answer, limit: int, backend: str) -> bytes:
     if not coding or coding == b"identity":
         return body
     if coding in (b"gzip", b"x-gzip"):
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        wbits = [16 + zlib.MAX_WBITS]
     elif coding == b"deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
-        inflater = zlib.decompressobj(zlib.MAX_WBITS if body[:1] == b"\x78" else -zlib.MAX_WBITS)
+        wbits = [zlib.MAX_WBITS, -zlib.MAX_WBITS]
     else:
         raise MalformedResponse(
             f"the upstream answered with Content-Encoding {coding.decode('latin-1')!r}, "
             "which was not asked for",
             backend=backend,
         )
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise MalformedResponse(f"undecodable response: {exc}", backend=backend) from None
-    if len(out) > limit:
-        raise MalformedResponse(_too_large(limit), backend=backend)
-    return out
+    problem = "no compressed body"
+    for bits in wbits:
+        try:
+            return _inflated(body, bits, limit, backend)
+        except zlib.error as exc:
+            problem = str(exc)
+    raise MalformedResponse(f"undecodable response: {problem}", backend=backend)
+
+
+def _inflated(data: bytes, wbits: int, limit: int, backend: str) -> bytes:
+    """Every member of a compressed body, whole, at most ``limit`` bytes of it."""
+    out = b""
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        out += inflater.decompress(data, limit + 1 - len(out))
+        if len(out) > limit:
+            raise MalformedResponse(_too_large(limit), backend=backend)
+        if not inflater.eof:
+            raise zlib.error("the compressed body ends part way")
+        data = inflater.unused_data
+        if not data or wbits != 16 + zlib.MAX_WBITS:  # gzip may hold several members
+            return out

@@ -213,11 +213,18 @@ class Connection:
         return pool
 
     def _lean_origin(self) -> Any:
+        if isinstance(self._origin, ConfigurationError):
+            raise self._origin  # bad headers: every call says so, not only the first
         if self._origin is None:
             self._origin = False
             if _transport_choice() == "auto" and _h1_module() is not None:
-                with contextlib.suppress(ValueError):  # a URL it does not take: aiohttp does
+                try:
                     self._origin = _h1_module().Origin(self.base_url, self.headers)
+                except ValueError:  # a URL it does not take: aiohttp sends those
+                    pass
+                except ConfigurationError as exc:
+                    self._origin = exc
+                    raise
         return self._origin or None
 
     def _aio_timeout(self, seconds: float | None) -> Any:
@@ -758,7 +765,13 @@ def error_for_status(
     Every configured secret is redacted from the body, its message and the headers.
     """
     body_text = redact(body_text)
-    headers = httpx.Headers({k: redact(v) for k, v in headers.items()})
+    # As bytes: httpx would encode str values as ASCII and fail on any other character.
+    headers = httpx.Headers(
+        [
+            (k.encode("latin-1", "replace"), redact(v).encode("utf-8", "surrogateescape"))
+            for k, v in headers.items()
+        ]
+    )
     try:
         body: Any = json.loads(body_text) if body_text else ""
     except ValueError:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gzip
+import socket
 import ssl
+import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -223,7 +225,7 @@ async def test_an_encoding_not_asked_for_is_refused() -> None:
         await pool.close()
 
 
-async def test_garbage_is_malformed_and_the_connection_dropped() -> None:
+async def test_garbage_is_a_connection_error_and_the_connection_dropped() -> None:
     async with Server(answer(b"NOT HTTP AT ALL\r\n\r\n")) as server:
         pool = pool_for(server)
         with pytest.raises(BackendConnectionError, match="unparsable HTTP answer"):
@@ -419,3 +421,145 @@ def test_on_uvloop_as_intentmesh_serve_runs_it() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(run()) == (b"fast", 1)
+
+
+# -- edge cases found in review ----------------------------------------------------------------
+
+
+async def test_an_early_answer_does_not_pool_a_half_sent_request() -> None:
+    """A 413 before the body was read: the rest of the body must not precede the next request."""
+    handlers: list[asyncio.Task[None]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"Content-Length: 2\r\n" in head:  # the small second request: answer it
+                await reader.readexactly(2)
+                writer.write(ok(b"second"))
+            else:  # answer at once, without reading the 32 MiB body
+                writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            await asyncio.sleep(0.3)
+        except (asyncio.CancelledError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    pool = H1Pool(Origin(f"http://127.0.0.1:{port}", {}))
+    head = pool.origin.request_line("/x")
+    assert head is not None
+    assert (await pool.post(head, b"x" * (32 << 20), 1000, "b"))[0] == 413
+    assert not pool._idle  # its request was still being written
+    assert (await pool.post(head, b"{}", 1000, "b"))[2] == b"second"
+    await pool.close()
+    listener.close()
+    await asyncio.gather(*handlers, return_exceptions=True)
+    await listener.wait_closed()
+
+
+async def test_bad_headers_fail_every_call_the_same_way() -> None:
+    conn = Connection("http://127.0.0.1:9/v1", {"Authorization": "Bearer sk-abcdefgh\n"}, 5.0)
+    for _ in range(2):
+        with pytest.raises(ConfigurationError, match="trailing newline"):
+            await conn.post_limited("/chat", {}, backend="b", limit=100)
+    await conn.aclose()
+
+
+@pytest.mark.parametrize("transport", ["auto", "aiohttp", "httpx"])
+async def test_error_answers_with_non_ascii_header_values(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTENTMESH_HTTP_TRANSPORT", transport)
+    limited = "HTTP/1.1 429 Slow\r\nRetry-After: 2\r\nX-Note: café\r\nContent-Length: 2\r\n\r\n{}"
+    async with Server(answer(limited.encode())) as server:
+        conn = Connection(server.url, {}, 5.0)
+        with pytest.raises(RateLimited) as caught:
+            await conn.post_limited("/chat", {}, backend="b", limit=1000)
+        assert caught.value.retry_after == 2
+        await conn.aclose()
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "expected"),
+    [
+        # zlib with a 1 KiB window (its first byte is not 0x78)
+        (b"deflate", zlib.compressobj(wbits=10).compress(b"small window") + b"", None),
+        (b"gzip", gzip.compress(b"one ") + gzip.compress(b"two"), b"one two"),
+    ],
+)
+async def test_more_compressed_shapes(coding: bytes, body: bytes, expected: bytes | None) -> None:
+    if expected is None:  # finish the small-window stream
+        deflater = zlib.compressobj(wbits=10)
+        body, expected = deflater.compress(b"small window") + deflater.flush(), b"small window"
+    async with Server(answer(ok(body, b"Content-Encoding: " + coding + b"\r\n"))) as server:
+        pool = pool_for(server)
+        assert (await post(pool))[2] == expected
+        await pool.close()
+
+
+async def test_a_truncated_compressed_body_is_malformed() -> None:
+    cut = gzip.compress(b"z" * 2000)[:-12]
+    async with Server(answer(ok(cut, b"Content-Encoding: gzip\r\n"))) as server:
+        pool = pool_for(server)
+        with pytest.raises(MalformedResponse, match="ends part way"):
+            await post(pool)
+        await pool.close()
+
+
+async def test_trailers_are_not_headers() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Encoding\r\n\r\n"
+    chunked += b"2\r\nhi\r\n0\r\nContent-Encoding: gzip\r\n\r\n"
+    async with Server(answer(chunked)) as server:
+        pool = pool_for(server)
+        _, headers, body = await post(pool)
+        assert body == b"hi" and "content-encoding" not in headers
+        await pool.close()
+
+
+async def test_transfer_encoding_without_chunked_runs_until_close() -> None:
+    raw = b'HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n{"a":1}'
+    async with Server(answer(raw, close=True)) as server:
+        pool = pool_for(server)
+        assert (await post(pool))[2] == b'{"a":1}'
+        await pool.close()
+
+
+async def test_a_reset_does_not_end_a_close_delimited_body() -> None:
+    async def reset(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b'HTTP/1.0 200 OK\r\n\r\n{"partial')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN
+        return False
+
+    async with Server(reset) as server:
+        pool = pool_for(server)
+        with pytest.raises(BackendConnectionError, match="part way"):
+            await post(pool)
+        await pool.close()
+
+
+async def test_idle_connections_past_keep_alive_are_closed_on_release(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with Server(answer(ok())) as server:
+        pool = pool_for(server)
+        await asyncio.gather(post(pool), post(pool))  # two connections, both idle after
+        assert len(pool._idle) == 2
+        old = pool._idle[0]
+        old.idle_since -= 3600
+        await post(pool)  # reuses the newest; releasing it retires the stale one
+        assert old not in pool._idle and old.lost
+        await pool.close()
+
+
+def test_unicode_hosts_go_out_as_punycode_and_names_must_be_tokens() -> None:
+    head = Origin("http://bücher.example/v1", {}).request_line("/x") or b""
+    assert b"Host: xn--bcher-kva.example\r\n" in head
+    with pytest.raises(ConfigurationError, match="HTTP token"):
+        Origin("http://h/v1", {"X Bad: name": "v"})
