@@ -4,7 +4,6 @@ keep-alive, limits, encodings, failures, and its place in ``Connection.post_limi
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gzip
 import socket
 import ssl
@@ -14,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from tls_support import self_signed
 
 from intentmesh.adapters._h1 import H1Pool, Origin
 from intentmesh.adapters._http import Connection
@@ -294,39 +294,6 @@ def test_origin_request_lines() -> None:
 # -- TLS ------------------------------------------------------------------------------------
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def _tls_server(cert: Path, key: Path) -> AsyncIterator[int]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
@@ -349,7 +316,7 @@ async def _tls_server(cert: Path, key: Path) -> AsyncIterator[int]:
 
 
 async def test_tls_verifies_the_certificate(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key, _ = self_signed(tmp_path, "localhost")
     servers = _tls_server(cert, key)
     port = await servers.__anext__()
     origin = Origin(f"https://localhost:{port}", {})

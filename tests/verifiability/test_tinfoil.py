@@ -17,6 +17,8 @@ from intentmesh.errors import AttestationFailed, ConfigurationError
 
 pytest.importorskip("cryptography")
 
+from tls_support import self_signed  # noqa: E402
+
 from intentmesh.adapters._registry import backend_class  # noqa: E402
 from intentmesh.adapters.tinfoil import TinfoilBackend  # noqa: E402
 from intentmesh.testing.networks import FakeTinfoil  # noqa: E402
@@ -163,43 +165,6 @@ def test_the_registry_builds_a_tinfoil_backend() -> None:
     assert backend_class("tinfoil") is TinfoilBackend
 
 
-def _tls_cert(tmp_path: Path) -> tuple[Path, Path, bytes]:
-    """A self-signed certificate for 127.0.0.1: (cert PEM path, key PEM path, cert DER)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(san, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem, key_pem = tmp_path / "tls.pem", tmp_path / "tls.key"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_pem, key_pem, cert.public_bytes(serialization.Encoding.DER)
-
-
 def _serve_tls(document: bytes, cert_pem: Path, key_pem: Path) -> tuple[Any, str]:
     """A loopback HTTPS server answering ``document`` to every GET; (server, url)."""
     import http.server
@@ -239,7 +204,7 @@ def test_over_tls_the_report_must_bind_the_servers_key(
     from intentmesh.verify._tinfoil import TinfoilPolicy, tls_key_fingerprint
 
     fake = start(FakeTinfoil())
-    cert_pem, key_pem, der = _tls_cert(tmp_path)
+    cert_pem, key_pem, der = self_signed(tmp_path, "127.0.0.1")
     if bound:
         fake.tls_key_fp = bytes.fromhex(tls_key_fingerprint(der))
     body = base64.b64encode(gzip.compress(fake.report())).decode()
