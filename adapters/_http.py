@@ -315,12 +315,13 @@ class Connection:
     ) -> tuple[bytes, Mapping[str, str]]:
         """``POST path`` with a JSON ``body``; the answer's bytes (at most ``limit``, else
         :class:`MalformedResponse`) and headers. ``timeout_s`` bounds the whole exchange, not
-        each read (:func:`hard_timeout`); 4xx/5xx raise.
+        each read (:func:`hard_timeout`); 4xx/5xx raise, and so does a 3xx on the lean client.
 
-        Straight on aiohttp when that is the transport (the default): the httpx layer costs
-        about 0.2 ms of CPU per call (docs/benchmarks.md); the session, parsed URL and timeouts
-        are made once per connection and loop. A ``transport=`` of your own (or
-        ``INTENTMESH_HTTP_TRANSPORT=httpx``) keeps httpx."""
+        Sent by the lean HTTP/1.1 client (``adapters/_h1.py``) by default: a fifth of an
+        aiohttp request's CPU (docs/benchmarks.md). ``INTENTMESH_HTTP_TRANSPORT=aiohttp`` sends
+        it on an aiohttp session (session, parsed URL and timeouts made once per connection and
+        loop), as does a base URL the lean client does not take. A ``transport=`` of your own
+        (or ``INTENTMESH_HTTP_TRANSPORT=httpx``) keeps httpx."""
         pool = self._lean()
         if pool is not None:
             head = self._heads.get(path, b"")
