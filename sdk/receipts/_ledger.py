@@ -100,11 +100,7 @@ class Ledger:
 
     def append(self, fields: Mapping[str, Any], key: SigningKey) -> Receipt:
         """Sign ``fields`` plus the chain fields as the next receipt, and store it."""
-        build = self.row_builder(fields, key)
-        try:
-            row = self._store.append(build)
-        except UnicodeEncodeError as exc:
-            raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
+        row = self._store.append(self.row_builder(fields, key))
         self.seal_if_due(row.seq, key)
         return _receipt(row)
 
@@ -141,7 +137,10 @@ class Ledger:
             ]
             parts.sort(key=None if ascii_only else lambda m: _utf16(m[0]))
             text = "{" + ",".join([m[1] for m in parts]) + "}"
-            body = text.encode("utf-8")
+            try:
+                body = text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ReceiptError("canonical JSON: a string holds a lone surrogate") from None
             signature = _b64(key.sign(body))
             return Row(seq, rid, _hash_of(body, signature), prev, text, signature)
 

@@ -91,6 +91,15 @@ _PENDING = f"SELECT {_COLUMNS} FROM receipts WHERE seq > ? AND seq <= ? ORDER BY
 _HASHES = "SELECT hash FROM receipts WHERE seq >= ? AND seq <= ? ORDER BY seq"
 
 
+def _insert_next(conn: sqlite3.Connection, build: Callable[[int, str | None], Row]) -> Row:
+    """Insert ``build(last_seq, last_hash)`` after the chain's head, inside the caller's write
+    transaction (which makes reading the head and inserting one step)."""
+    head = conn.execute(_HEAD).fetchone()  # (seq, hash) or None
+    row = build(head[0], head[1]) if head else build(0, None)
+    conn.execute(_INSERT, row)
+    return row
+
+
 def _would_wait(exc: sqlite3.OperationalError) -> bool:
     """SQLITE_BUSY/LOCKED: another connection holds a lock this one would have to wait for."""
     text = str(exc)
@@ -180,9 +189,7 @@ class RowStore:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                head = conn.execute(_HEAD).fetchone()  # (seq, hash) or None
-                row = build(head[0], head[1]) if head else build(0, None)
-                conn.execute(_INSERT, row)
+                row = _insert_next(conn, build)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -204,9 +211,7 @@ class RowStore:
                     return None
                 raise
             try:
-                head = conn.execute(_HEAD).fetchone()
-                row = build(head[0], head[1]) if head else build(0, None)
-                conn.execute(_INSERT, row)
+                row = _insert_next(conn, build)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:

@@ -135,10 +135,7 @@ class ReceiptWriter:
         try_append = getattr(self.ledger._store, "try_append", None)  # SQLite, not PostgreSQL
         if try_append is None or not self._queue.empty() or self._closed:
             return None
-        try:
-            row = try_append(self.ledger.row_builder(fields, self.key))
-        except UnicodeEncodeError:
-            raise ReceiptError("canonical JSON: a string holds a lone surrogate") from None
+        row = try_append(self.ledger.row_builder(fields, self.key))
         if row is None:
             return None
         if self.ledger.seal_due(row.seq):
@@ -248,9 +245,6 @@ class ReceiptWriter:
         """Sign and insert one receipt; a bad one is recorded as failed, a store error raised."""
         try:
             row = add(self.ledger.row_builder(job.fields, self.key))
-        except UnicodeEncodeError:
-            done.append((job, ReceiptError("canonical JSON: a string holds a lone surrogate")))
-            return None
         except ReceiptError as exc:  # bad fields: this receipt fails, the others go on
             done.append((job, exc))
             return None
