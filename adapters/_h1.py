@@ -77,7 +77,7 @@ def _tls_context() -> ssl.SSLContext:
 class Origin:
     """Where a pool connects (scheme, host, port) and the fixed part of its requests' headers."""
 
-    __slots__ = ("head", "host", "port", "prefix", "tls")
+    __slots__ = ("_lines", "head", "host", "port", "prefix", "tls")
 
     def __init__(self, base_url: str, headers: dict[str, str]) -> None:
         parts = urlsplit(base_url)
@@ -116,10 +116,17 @@ class Origin:
                 )
             lines.append(f"{name}: {value}\r\n")
         self.head = "".join(lines).encode("utf-8")
+        self._lines: dict[str, bytes | None] = {}
 
     def request_line(self, path: str) -> bytes | None:
         """``POST <base path><path> HTTP/1.1`` and the fixed headers; None for a path this
-        client does not send (absolute, or one that needs quoting: spaces, non-ASCII)."""
+        client does not send (absolute, or one that needs quoting: spaces, non-ASCII). Made
+        once per path."""
+        if path not in self._lines:
+            self._lines[path] = self._request_line(path)
+        return self._lines[path]
+
+    def _request_line(self, path: str) -> bytes | None:
         target = self.prefix + path
         if not path.startswith("/") or not target.isascii() or not target.isprintable():
             return None

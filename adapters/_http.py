@@ -153,7 +153,6 @@ class Connection:
         self._pool_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]
         self._pool_guards = weakref.WeakKeyDictionary()
         self._origin: Any = None  # the lean client's Origin; False where it does not apply
-        self._heads: dict[str, bytes | None] = {}
 
     def client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -323,12 +322,9 @@ class Connection:
         loop), as does a base URL the lean client does not take. A ``transport=`` of your own
         (or ``INTENTMESH_HTTP_TRANSPORT=httpx``) keeps httpx."""
         pool = self._lean()
-        if pool is not None:
-            head = self._heads.get(path, b"")
-            if head == b"":
-                head = self._heads[path] = pool.origin.request_line(path)
-            if head is not None:
-                return await self._post_lean(pool, head, body, backend, limit, timeout_s)
+        head = pool.origin.request_line(path) if pool is not None else None
+        if head is not None:
+            return await self._post_lean(pool, head, body, backend, limit, timeout_s)
         session = self._native()
         if session is not None:
             return await self._post_native(session, path, body, backend, limit, timeout_s)
@@ -357,11 +353,8 @@ class Connection:
                 status, headers, raw = await pool.post(head, payload, limit, backend)
         except TimeoutError:
             raise _exchange_timeout(seconds, backend) from None
-        if status >= 300:
-            text = raw.decode("utf-8", "replace")
-            if status < 400:  # never followed: a redirected POST would be sent again
-                raise _redirected(status, text, headers, backend)
-            raise error_for_status(status, text, headers, backend)
+        if status >= 300:  # a redirect is never followed: the POST would be sent again
+            raise error_for_status(status, raw.decode("utf-8", "replace"), headers, backend)
         return raw, headers
 
     async def _post_native(
@@ -461,7 +454,7 @@ class _OpenStream(Generic[V]):
                 timeout=conn.timeout(self._timeout_s),
             )
             response = self._response = await client.send(request, stream=True)
-            if response.status_code >= 400:
+            if response.status_code >= 300:  # redirects are not followed (httpx's default)
                 try:
                     text = (await response.aread()).decode("utf-8", "replace")
                 finally:
@@ -608,16 +601,6 @@ def _native_enabled() -> bool:
     return _aiohttp_errors() is not None
 
 
-def _redirected(status: int, text: str, headers: Mapping[str, str], backend: str) -> BackendError:
-    """A 3xx to a POST: not followed (that would send the request again); the error names
-    where it points so the backend's ``base_url`` can be fixed."""
-    err = error_for_status(503, text, headers, backend)
-    where = redact(headers.get("location", "") or "nowhere")
-    err.args = (f"HTTP {status}: the upstream redirects to {where}; set base_url to that",)
-    err.status_code = status
-    return err
-
-
 def _yarl_url(url: str) -> Any:
     from yarl import URL
 
@@ -761,7 +744,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 def error_for_status(
     status: int, body_text: str, headers: Mapping[str, str], backend: str
 ) -> BackendError:
-    """The error class a status code means; the body's message is kept for people.
+    """The error class a status code means; the body's message is kept for people. A 3xx
+    (redirects are never followed) is a :class:`BackendUnavailable` naming its ``Location``.
 
     Every configured secret is redacted from the body, its message and the headers.
     """
@@ -784,6 +768,10 @@ def error_for_status(
         "body": body_text,
         "headers": headers,
     }
+    if 300 <= status < 400:  # never followed: a redirected POST would be sent again
+        where = headers.get("location") or "nowhere"
+        where_to = f"HTTP {status}: the upstream redirects to {where}; set base_url to that"
+        return BackendUnavailable(where_to, **kw)
     if status in (429, 529):
         return RateLimited(message, retry_after=parse_retry_after(headers), **kw)
     if status in (401, 403):

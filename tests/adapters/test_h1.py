@@ -30,6 +30,12 @@ Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]
 """Answer one request (head + body) on a connection; False closes the connection."""
 
 
+LIMITED_NON_ASCII = (
+    "HTTP/1.1 429 Slow\r\nRetry-After: 2\r\nX-Note: café\r\nContent-Length: 2\r\n\r\n{}".encode()
+)
+"""A 429 with a header value that is not ASCII."""
+
+
 def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
 
@@ -440,8 +446,7 @@ async def test_error_answers_with_non_ascii_header_values(
     transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INTENTMESH_HTTP_TRANSPORT", transport)
-    limited = "HTTP/1.1 429 Slow\r\nRetry-After: 2\r\nX-Note: café\r\nContent-Length: 2\r\n\r\n{}"
-    async with Server(answer(limited.encode())) as server:
+    async with Server(answer(LIMITED_NON_ASCII)) as server:
         conn = Connection(server.url, {}, 5.0)
         with pytest.raises(RateLimited) as caught:
             await conn.post_limited("/chat", {}, backend="b", limit=1000)
@@ -530,3 +535,45 @@ def test_unicode_hosts_go_out_as_punycode_and_names_must_be_tokens() -> None:
     assert b"Host: xn--bcher-kva.example\r\n" in head
     with pytest.raises(ConfigurationError, match="HTTP token"):
         Origin("http://h/v1", {"X Bad: name": "v"})
+
+
+# -- what docs/configuration.md promises, and streams answering the same way -----------------
+
+
+async def test_proxy_variables_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    async with Server(answer(ok(b'{"direct":1}'))) as server:
+        conn = Connection(server.url, {}, 5.0)
+        raw, _ = await conn.post_limited("/chat", {}, backend="b", limit=1000)
+        assert raw == b'{"direct":1}' and conn._pools
+        await conn.aclose()
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "match"),
+    [
+        (
+            b"HTTP/1.1 307 Moved\r\nLocation: https://new.example/v1\r\nContent-Length: 0\r\n\r\n",
+            BackendUnavailable,
+            "redirects to https://new.example/v1",
+        ),
+        (
+            LIMITED_NON_ASCII,
+            RateLimited,
+            "HTTP 429",
+        ),
+    ],
+)
+async def test_a_stream_raises_what_a_whole_answer_raises(
+    raw: bytes, error: type[Exception], match: str
+) -> None:
+    async with Server(answer(raw)) as server:
+        conn = Connection(server.url, {}, 5.0)
+        with pytest.raises(error, match=match):
+            await conn.post_limited("/chat", {}, backend="b", limit=1000)
+        with pytest.raises(error, match=match):
+            async with conn.stream_sse("/chat", {}, backend="b") as events:
+                async for _ in events:
+                    pass
+        await conn.aclose()
