@@ -23,6 +23,7 @@ from intentmesh.receipts._receipt import (
     _b64,
     _ChainCheck,
     _hash_of,
+    _loads_body,
     _timestamp,
 )
 from intentmesh.receipts._store import CheckpointRow, Row
@@ -208,12 +209,17 @@ def _batches(pending: list[Row], size: int) -> list[list[Row]]:
     out: list[list[Row]] = []
     day = ""
     for row in pending:
-        today = str(json.loads(row.body).get("timestamp", ""))[:10]
+        today = _day(row)
         if not out or len(out[-1]) >= size or today != day:
             out.append([])
             day = today
         out[-1].append(row)
     return out
+
+
+def _day(row: Row) -> str:
+    """The UTC day (``YYYY-MM-DD``) of a stored receipt's timestamp."""
+    return str(_loads_body(row.body).get("timestamp", ""))[:10]
 
 
 def _checkpoint_rows(
@@ -232,7 +238,7 @@ def _checkpoint_rows(
             "first_seq": first.seq,
             "last_seq": head.seq,
             "size": len(rows),
-            "day": str(json.loads(first.body).get("timestamp", ""))[:10],
+            "day": _day(first),
             "root": _root_of([r.hash for r in rows]),
             "head_hash": head.hash,
             "prev_checkpoint": prev,

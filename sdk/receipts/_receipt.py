@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,14 +264,23 @@ def _receipt(row: Row) -> Receipt:
     return Receipt(_loads_body(row.body), row.signature, row.hash)
 
 
-def _json_loads() -> Any:
+def _json_loads() -> Callable[[str | bytes], Any]:
     """orjson's parser when installed (the server extra): a stored body is canonical JSON,
-    which both parse to the same values, and orjson does it in a fraction of the time."""
+    which both parse to the same values, and orjson does it in a fraction of the time.
+    What orjson refuses (an integer past 64 bits) is read by ``json``."""
     try:
         import orjson
     except ImportError:
         return json.loads
-    return orjson.loads
+    fast = orjson.loads
+
+    def loads(text: str | bytes) -> Any:
+        try:
+            return fast(text)
+        except ValueError:
+            return json.loads(text)
+
+    return loads
 
 
 _loads_body = _json_loads()
