@@ -43,6 +43,7 @@ __all__ = [
     "error_message",
     "hard_timeout",
     "iter_sse_data",
+    "dumps_json",
     "loads_json",
     "map_transport_errors",
     "parse_retry_after",
@@ -334,7 +335,7 @@ class Connection:
                 self.client().stream(
                     "POST",
                     self.url(path),
-                    content=json.dumps(body).encode(),
+                    content=dumps_json(body),
                     timeout=self.timeout(timeout_s),
                 ) as response,
             ):
@@ -346,7 +347,7 @@ class Connection:
     async def _post_lean(
         self, pool: Any, head: bytes, body: Any, backend: str, limit: int, timeout_s: float | None
     ) -> tuple[bytes, Mapping[str, str]]:
-        payload = json.dumps(body).encode()
+        payload = dumps_json(body)
         seconds = timeout_s or self.timeout_s
         try:
             async with asyncio.timeout(seconds):
@@ -363,7 +364,7 @@ class Connection:
         target = self._urls.get(path)
         if target is None:
             target = self._urls[path] = _yarl_url(self.url(path))
-        payload = json.dumps(body).encode()
+        payload = dumps_json(body)
         seconds = timeout_s or self.timeout_s
         # One asyncio timeout bounds the whole exchange (what hard_timeout does, without a
         # generator-based context manager on the hot path); aiohttp's own per-read limits
@@ -450,7 +451,7 @@ class _OpenStream(Generic[V]):
             request = client.build_request(
                 "POST",
                 conn.url(self._path),
-                content=json.dumps(self._body).encode(),
+                content=dumps_json(self._body),
                 timeout=conn.timeout(self._timeout_s),
             )
             response = self._response = await client.send(request, stream=True)
@@ -550,15 +551,35 @@ def default_transport() -> httpx.AsyncBaseTransport | None:
     return AiohttpTransport(limits=_LIMITS, trust_env=False)
 
 
-def _strict_loads() -> Callable[[bytes | str], Any] | None:
+def _orjson(name: str) -> Callable[[Any], Any] | None:
     try:
         import orjson
     except ImportError:  # orjson comes with the server extra
         return None
-    return orjson.loads
+    fn: Callable[[Any], Any] = getattr(orjson, name)
+    return fn
 
 
-_orjson_loads = _strict_loads()
+_orjson_loads = _orjson("loads")
+_orjson_dumps = _orjson("dumps")
+
+
+def dumps_json(body: Any) -> bytes:
+    """A request body as JSON bytes: orjson's when installed and it writes the same values
+    :func:`json.dumps` writes, else ``json.dumps``'s.
+
+    orjson writes NaN and Infinity as ``null`` (``json`` writes ``NaN``, which an upstream
+    refuses, as it did before): output holding ``null`` anywhere, and anything orjson refuses
+    (integers past 64 bits, lone surrogates), is encoded by ``json`` instead."""
+    if _orjson_dumps is not None:
+        try:
+            payload: bytes = _orjson_dumps(body)
+        except TypeError:
+            pass
+        else:
+            if b"null" not in payload:
+                return payload
+    return json.dumps(body).encode()
 
 
 def loads_json(data: bytes | str) -> Any:

@@ -61,3 +61,37 @@ async def test_stream_sse_yields_event_payloads(provider: FakeOpenAIProvider) ->
         payloads = [p async for p in ev]
     assert payloads and all(p.startswith("{") for p in payloads)
     await conn.aclose()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        CHAT,
+        {"messages": [{"role": "user", "content": 'é € \U0001f600 \u2028 "q" \\ \x00'}]},
+        {"temperature": 0.1, "top_p": 1e-7, "max_tokens": 2**40, "stop": ["\n"], "x": [1.5, True]},
+        {"seed": None, "n": float("nan")},  # NaN: json's spelling, as before
+        {"big": 2**70},  # past 64 bits: orjson refuses, json writes it
+        {"lone": "\ud800"},  # a lone surrogate: json escapes it
+        {"t": (1, 2), "content": None},
+    ],
+)
+def test_request_bodies_mean_what_json_dumps_means(body: dict[str, object]) -> None:
+    """Request bodies go out as orjson's bytes where they read back to json.dumps's values,
+    else as json.dumps's own bytes (NaN spelled NaN, big integers, lone surrogates)."""
+    import json
+
+    from intentmesh.adapters._http import dumps_json
+
+    sent = dumps_json(body)
+    want = json.dumps(body)
+    if "NaN" in want or "null" in want or "\\ud800" in want or str(2**70) in want:
+        assert sent == want.encode()
+    else:
+        assert json.loads(sent) == json.loads(want)
+
+
+def test_plain_request_bodies_take_orjson_when_installed() -> None:
+    orjson = pytest.importorskip("orjson")
+    from intentmesh.adapters._http import dumps_json
+
+    assert dumps_json(CHAT) == orjson.dumps(CHAT)
