@@ -57,7 +57,14 @@ from intentmesh.router import (
 from intentmesh.verify import LevelRunner
 
 if TYPE_CHECKING:
-    from intentmesh.receipts import Ledger, LedgerReport, Receipt, ReceiptWriter, SigningKey
+    from intentmesh.receipts import (
+        Ledger,
+        LedgerReport,
+        Receipt,
+        ReceiptWriter,
+        RequestDigests,
+        SigningKey,
+    )
     from intentmesh.telemetry import RequestSpan, Telemetry
 
 __all__ = ["Gateway", "ResultStream"]
@@ -489,8 +496,9 @@ class Gateway:
 
     async def _complete(self, intent: Intent, call: Call, started: float) -> InferenceResult:
         """Run ``call`` to one whole answer verified at the intent's level; receipt; cache."""
+        digests = self._request_digests(intent)
         outcome = await self.verification.complete(self._executor, intent, call)
-        result = await self._finish(intent, call, outcome, started)
+        result = await self._finish(intent, call, outcome, started, digests)
         key = self._cache.key_for(intent, self.catalog) if intent.cache else None
         if key is not None:
             self._cache.put(key, result)
@@ -513,8 +521,24 @@ class Gateway:
         did_you_mean = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown model {unknown[0]!r}{did_you_mean}"
 
+    def _request_digests(self, intent: Intent) -> RequestDigests | None:
+        """The receipt's digests of ``intent``, worked out while the upstream answers (the
+        loop runs them once this task waits), when the answer will get a receipt."""
+        if intent.verifiability == "none" or not self.config.receipts.enabled:
+            return None
+        from intentmesh.receipts import RequestDigests
+
+        digests = RequestDigests(intent)
+        asyncio.get_running_loop().call_soon(digests.compute)
+        return digests
+
     async def _finish(
-        self, intent: Intent, call: Call, outcome: Outcome, started: float
+        self,
+        intent: Intent,
+        call: Call,
+        outcome: Outcome,
+        started: float,
+        digests: RequestDigests | None = None,
     ) -> InferenceResult:
         cand, completion = outcome.candidate, outcome.completion
         total_cost = sum(a.cost_usd for a in call.attempts)
@@ -536,18 +560,26 @@ class Gateway:
             tool_calls=completion.tool_calls,
             audit=outcome.audit,
         )
-        return await self._with_receipt(intent, result, call)
+        return await self._with_receipt(intent, result, call, digests)
 
     async def _with_receipt(
-        self, intent: Intent, result: InferenceResult, call: Call | None
+        self,
+        intent: Intent,
+        result: InferenceResult,
+        call: Call | None,
+        digests: RequestDigests | None = None,
     ) -> InferenceResult:
         if intent.verifiability == "none" or not self.config.receipts.enabled:
             return result
-        receipt = await self._issue_receipt(intent, result, call)
+        receipt = await self._issue_receipt(intent, result, call, digests)
         return replace(result, receipt=receipt)
 
     async def _issue_receipt(
-        self, intent: Intent, result: InferenceResult, call: Call | None
+        self,
+        intent: Intent,
+        result: InferenceResult,
+        call: Call | None,
+        digests: RequestDigests | None,
     ) -> Receipt:
         """Signed and stored on the receipt writer's thread; committed before it returns
         unless ``[receipts] commit = "async"`` (docs/receipts.md)."""
@@ -555,7 +587,7 @@ class Gateway:
 
         # HasEndpoint's attribute, read without a runtime Protocol check (~15 µs a call)
         host = getattr(self.backends.get(result.backend), "endpoint_host", None) or ""
-        fields = receipt_fields(intent, result, host)
+        fields = receipt_fields(intent, result, host, digests)
         fields.update(self.verification.receipt_fields(result))
         writer = self._receipt_writer()
         if writer is None:  # a ledger-like object of the caller's: its own append, inline

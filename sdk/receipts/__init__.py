@@ -22,7 +22,7 @@ gateway's receipt fields for one result).
 
 from __future__ import annotations
 
-from intentmesh.receipts._body import receipt_fields
+from intentmesh.receipts._body import RequestDigests, receipt_fields
 from intentmesh.receipts._canonical import canonical_json, digest
 from intentmesh.receipts._checkpoint import (
     CHECKPOINT_TYPE,
@@ -67,6 +67,7 @@ __all__ = [
     "LedgerReport",
     "Receipt",
     "ReceiptWriter",
+    "RequestDigests",
     "SigningKey",
     "assert_no_secrets",
     "canonical_json",

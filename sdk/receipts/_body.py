@@ -6,16 +6,19 @@ and the verification level may add a ``verification`` block.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from typing import TYPE_CHECKING, Any
 
-from intentmesh.receipts._canonical import digest
+from intentmesh.errors import ReceiptError
+from intentmesh.receipts._canonical import _encode, _encode_str, digest
 
 if TYPE_CHECKING:
     from intentmesh._intent import Intent
     from intentmesh._result import InferenceResult
     from intentmesh.router import Candidate
 
-__all__ = ["receipt_fields"]
+__all__ = ["RequestDigests", "receipt_fields"]
 
 _ATTEMPT_KEYS = (
     "backend",
@@ -32,20 +35,68 @@ _ATTEMPT_KEYS = (
 )
 
 
-def receipt_fields(intent: Intent, result: InferenceResult, endpoint_host: str) -> dict[str, Any]:
-    """The body fields of ``result`` (answer to ``intent``, served from ``endpoint_host``)."""
+class RequestDigests:
+    """The digests a receipt takes from the intent alone, worked out once.
+
+    The gateway computes them while the upstream works on the answer (:meth:`compute` is
+    idempotent); ``request_digest`` only adds the answering model's name to the encoded rest.
+    """
+
+    __slots__ = ("_head", "_intent", "_intent_digest", "_tail")
+
+    def __init__(self, intent: Intent) -> None:
+        self._intent = intent
+        self._intent_digest: str | None = None
+
+    def compute(self) -> None:
+        """Work the digests out now if they can be; a problem is raised by the getters."""
+        with contextlib.suppress(ReceiptError):
+            self._work()
+
+    def _work(self) -> str:
+        if self._intent_digest is not None:
+            return self._intent_digest
+        intent = self._intent
+        # canonical JSON of the request dict below: its keys sort as max_tokens, messages,
+        # model, seed, stop, temperature, so only the model's name goes in between
+        head = f'{{"max_tokens":{_encode(intent.max_tokens)},"messages":'
+        head += f'{_encode(intent.chat_messages())},"model":'
+        tail = f',"seed":{_encode(intent.seed)},"stop":{_encode(intent.stop)},'
+        tail += f'"temperature":{_encode(intent.temperature)}}}'
+        self._head, self._tail = _utf8(head), _utf8(tail)
+        self._intent_digest = digest(intent.model_dump(mode="json", exclude_none=True))
+        return self._intent_digest
+
+    def intent_digest(self) -> str:
+        return self._work()
+
+    def request_digest(self, provider_model: str) -> str:
+        """``digest`` of ``{"model": provider_model, "messages": ..., "max_tokens": ...,
+        "temperature": ..., "seed": ..., "stop": ...}`` for this intent."""
+        self._work()
+        model = _utf8(_encode_str(provider_model))
+        return "sha256:" + hashlib.sha256(self._head + model + self._tail).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
+
+
+def receipt_fields(
+    intent: Intent,
+    result: InferenceResult,
+    endpoint_host: str,
+    digests: RequestDigests | None = None,
+) -> dict[str, Any]:
+    """The body fields of ``result`` (answer to ``intent``, served from ``endpoint_host``);
+    ``digests`` are the intent's own, when worked out already."""
+    known = digests or RequestDigests(intent)
     return {
-        "intent_digest": digest(intent.model_dump(mode="json", exclude_none=True)),
-        "request_digest": digest(
-            {
-                "model": result.provider_model,
-                "messages": intent.chat_messages(),
-                "max_tokens": intent.max_tokens,
-                "temperature": intent.temperature,
-                "seed": intent.seed,
-                "stop": intent.stop,
-            }
-        ),
+        "intent_digest": known.intent_digest(),
+        "request_digest": known.request_digest(result.provider_model),
         "response_digest": digest(
             {
                 "text": result.text,

@@ -69,6 +69,30 @@ def _encode_members(fields: Mapping[str, Any]) -> tuple[list[tuple[str, str]], b
     return [(k, _encode_str(k) + ":" + _encode(v)) for k, v in fields.items()], ascii_only
 
 
+_ROW_FIELDS = ("id", "prev_hash", "seq", "timestamp")
+"""The chain fields :meth:`Ledger.row_builder` sets per row, in the order it passes them."""
+
+
+def _row_template(members: list[tuple[str, str]], ascii_only: bool) -> list[str | int]:
+    """The body's members in canonical order, runs of fixed ones joined into one string, and
+    in place of each per-row chain field its index in :data:`_ROW_FIELDS`."""
+    slots: list[tuple[str, str | int]] = [*members, *((k, i) for i, k in enumerate(_ROW_FIELDS))]
+    slots.sort(key=(lambda m: m[0]) if ascii_only else (lambda m: _utf16(m[0])))
+    pieces: list[str | int] = []
+    run: list[str] = []
+    for _, value in slots:
+        if isinstance(value, int):
+            if run:
+                pieces.append(",".join(run))
+                run = []
+            pieces.append(value)
+        else:
+            run.append(value)
+    if run:
+        pieces.append(",".join(run))
+    return pieces
+
+
 PathOrFile = str | os.PathLike[str] | IO[str]
 
 
@@ -124,19 +148,18 @@ class Ledger:
             ("key_id", '"key_id":"' + key.key_id + '"'),
             ("public_key", '"public_key":"' + key.public_key_hex() + '"'),
         ]
+        pieces = _row_template(members, ascii_only)
 
         def build(last_seq: int, last_hash: str | None) -> Row:
             now = time.time_ns()
             seq, rid, prev = last_seq + 1, _new_id(now), last_hash or GENESIS_HASH
-            parts = [
-                *members,
-                ("id", '"id":"' + rid + '"'),
-                ("seq", f'"seq":{seq}'),
-                ("timestamp", '"timestamp":"' + _timestamp(now) + '"'),
-                ("prev_hash", '"prev_hash":"' + prev + '"'),
-            ]
-            parts.sort(key=None if ascii_only else lambda m: _utf16(m[0]))
-            text = "{" + ",".join([m[1] for m in parts]) + "}"
+            chain = (
+                '"id":"' + rid + '"',
+                '"prev_hash":"' + prev + '"',
+                f'"seq":{seq}',
+                '"timestamp":"' + _timestamp(now) + '"',
+            )
+            text = "{" + ",".join([chain[p] if type(p) is int else p for p in pieces]) + "}"
             try:
                 body = text.encode("utf-8")
             except UnicodeEncodeError:

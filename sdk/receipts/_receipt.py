@@ -286,6 +286,16 @@ def _json_loads() -> Callable[[str | bytes], Any]:
 _loads_body = _json_loads()
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(now_ns: int) -> str:
+    """``now_ns`` as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC); the seconds part is formatted once
+    per second."""
+    global _last_second
     seconds, ms = divmod(now_ns // 1_000_000, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+    second, text = _last_second
+    if second != seconds:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)
+    return f"{text}.{ms:03d}Z"
