@@ -77,7 +77,10 @@ def _row_template(members: list[tuple[str, str]], ascii_only: bool) -> list[str 
     """The body's members in canonical order, runs of fixed ones joined into one string, and
     in place of each per-row chain field its index in :data:`_ROW_FIELDS`."""
     slots: list[tuple[str, str | int]] = [*members, *((k, i) for i, k in enumerate(_ROW_FIELDS))]
-    slots.sort(key=(lambda m: m[0]) if ascii_only else (lambda m: _utf16(m[0])))
+    if ascii_only:
+        slots.sort()  # names are unique: tuples compare by name alone
+    else:
+        slots.sort(key=lambda m: _utf16(m[0]))
     pieces: list[str | int] = []
     run: list[str] = []
     for _, value in slots:
