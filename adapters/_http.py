@@ -551,17 +551,21 @@ def default_transport() -> httpx.AsyncBaseTransport | None:
     return AiohttpTransport(limits=_LIMITS, trust_env=False)
 
 
-def _orjson(name: str) -> Callable[[Any], Any] | None:
+def _orjson_codec() -> tuple[Callable[[Any], Any], Callable[[Any], bytes]] | None:
+    """orjson's ``loads``, and its ``dumps`` taking only what ``json.dumps`` takes (datetimes,
+    dataclasses and subclasses of str, int, dict and list are refused, so they go to ``json``
+    as before)."""
     try:
         import orjson
     except ImportError:  # orjson comes with the server extra
         return None
-    fn: Callable[[Any], Any] = getattr(orjson, name)
-    return fn
+    plain = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    plain |= orjson.OPT_PASSTHROUGH_SUBCLASS
+    return orjson.loads, functools.partial(orjson.dumps, option=plain)
 
 
-_orjson_loads = _orjson("loads")
-_orjson_dumps = _orjson("dumps")
+_codec = _orjson_codec()
+_orjson_loads, _orjson_dumps = _codec if _codec is not None else (None, None)
 
 
 def dumps_json(body: Any) -> bytes:
@@ -573,7 +577,7 @@ def dumps_json(body: Any) -> bytes:
     (integers past 64 bits, lone surrogates), is encoded by ``json`` instead."""
     if _orjson_dumps is not None:
         try:
-            payload: bytes = _orjson_dumps(body)
+            payload = _orjson_dumps(body)
         except TypeError:
             pass
         else:
