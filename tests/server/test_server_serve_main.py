@@ -62,3 +62,26 @@ def test_serve_main_serves_the_config_file_and_stops_on_sigterm(
     # uvicorn re-raises the signal once shut down, so the exit status says SIGTERM
     assert proc.returncode in (0, -signal.SIGTERM), err.decode()
     assert "Application shutdown complete" in err.decode()
+
+
+def test_a_serving_process_tunes_its_gc_and_an_embedding_one_does_not(tmp_path: Path) -> None:
+    """``intentmesh serve`` (and each of its workers) freezes what start-up built and raises the
+    youngest GC generation's threshold; ``create_app`` in someone else's process leaves the
+    collector alone."""
+    config = tmp_path / "intentmesh.toml"
+    config.write_text(f'[receipts]\nledger = "{tmp_path / "l.db"}"\nkey = "{tmp_path / "k.pem"}"\n')
+    code = (
+        "import gc, os; from intentmesh.server import create_app; "
+        "from intentmesh import Gateway; from intentmesh.server._serve import app_from_env; "
+        "create_app(Gateway()); print(gc.get_threshold()[0], gc.get_freeze_count() > 0); "
+        "app_from_env(); print(gc.get_threshold()[0], gc.get_freeze_count() > 0)"
+    )
+    env = {"PATH": "/usr/bin:/bin", "INTENTMESH_HOME": str(tmp_path)}
+    env["INTENTMESH_CONFIG"] = str(config)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    embedded, served = out.stdout.split("\n")[:2]
+    assert embedded == "700 False"
+    assert served == "5000 True"
