@@ -162,7 +162,7 @@ class Ledger:
                 f'"seq":{seq}',
                 '"timestamp":"' + _timestamp(now) + '"',
             )
-            text = "{" + ",".join([chain[p] if type(p) is int else p for p in pieces]) + "}"
+            text = "{" + ",".join([chain[p] if isinstance(p, int) else p for p in pieces]) + "}"
             try:
                 body = text.encode("utf-8")
             except UnicodeEncodeError:

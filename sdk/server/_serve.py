@@ -59,8 +59,11 @@ def serve_main(
 def _run(app: Starlette | str, server: ServerConfig, factory: bool = False) -> None:
     import uvicorn
 
+    from intentmesh.server._wire import http_protocol
+
     uvicorn.run(
         app,
+        http=http_protocol(),  # one socket write per response (_wire.py)
         host=server.host,
         port=server.port,
         workers=server.workers if factory else None,

@@ -56,6 +56,12 @@ def test_serve_main_serves_the_config_file_and_stops_on_sigterm(
             url + "/v1/chat/completions", json={**payload, "max_tokens": 65}, headers=headers
         )
         assert too_long.status_code == 400
+        # head and body leave in one write; a HEAD's head (no body after it) still leaves
+        with httpx.Client(base_url=url) as client:  # one kept-alive connection
+            for _ in range(3):
+                assert client.head("/health").status_code == 200
+                health = client.get("/health")
+                assert health.status_code == 200 and health.json()["status"] == "ok"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
