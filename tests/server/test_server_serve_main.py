@@ -56,6 +56,13 @@ def test_serve_main_serves_the_config_file_and_stops_on_sigterm(
             url + "/v1/chat/completions", json={**payload, "max_tokens": 65}, headers=headers
         )
         assert too_long.status_code == 400
+        streamed = {**payload, "stream": True}
+        with httpx.stream(
+            "POST", url + "/v1/chat/completions", json=streamed, headers=headers
+        ) as sse:
+            assert sse.status_code == 200
+            events = [line for line in sse.iter_lines() if line.startswith("data: ")]
+        assert len(events) >= 3 and events[-1] == "data: [DONE]"
         # head and body leave in one write; a HEAD's head (no body after it) still leaves
         with httpx.Client(base_url=url) as client:  # one kept-alive connection
             for _ in range(3):
