@@ -92,14 +92,14 @@ def test_a_gateway_receipt_covers_the_request_actually_sent(tmp_path: Path) -> N
 
 
 def test_timestamps_are_utc_milliseconds_even_when_seconds_alternate() -> None:
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from intentmesh.receipts._receipt import _timestamp
 
     moments = [0, 999_999_999, 1_000_000_000, 1_764_547_199_999_999_999, 1_764_547_200_123_000_000]
     for ns in moments + moments[::-1]:  # the per-second cache is left behind and come back to
         seconds, ms = divmod(ns // 1_000_000, 1000)
-        when = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        when = datetime.fromtimestamp(seconds, tz=UTC)
         assert _timestamp(ns) == when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms:03d}Z"
 
 
