@@ -552,9 +552,10 @@ def default_transport() -> httpx.AsyncBaseTransport | None:
 
 
 def _orjson_codec() -> tuple[Callable[[Any], Any], Callable[[Any], bytes]] | None:
-    """orjson's ``loads``, and its ``dumps`` taking only what ``json.dumps`` takes (datetimes,
-    dataclasses and subclasses of str, int, dict and list are refused, so they go to ``json``
-    as before)."""
+    """orjson's ``loads``, and its ``dumps`` refusing datetimes, dataclasses and subclasses of
+    str, int, dict and list, so they go to ``json`` as before. orjson has no such option for
+    ``uuid.UUID`` and plain ``enum.Enum`` values: it writes them (the UUID's text, the enum's
+    value) where ``json.dumps`` raised ``TypeError``."""
     try:
         import orjson
     except ImportError:  # orjson comes with the server extra
