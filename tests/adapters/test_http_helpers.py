@@ -101,3 +101,19 @@ def test_plain_request_bodies_take_orjson_when_installed() -> None:
     from intentmesh.adapters._http import dumps_json
 
     assert dumps_json(CHAT) == orjson.dumps(CHAT)
+
+
+def test_uuids_and_plain_enums_go_out_as_text_and_value_with_orjson() -> None:
+    """The documented difference from json.dumps, which refused both."""
+    import enum
+    import json
+    import uuid
+
+    pytest.importorskip("orjson")
+    from intentmesh.adapters._http import dumps_json
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    sent = dumps_json({"id": uuid.UUID(int=1), "c": Colour.RED})
+    assert json.loads(sent) == {"id": "00000000-0000-0000-0000-000000000001", "c": "red"}
