@@ -5,7 +5,7 @@ adapter type (see ``docs/architecture.md``, "Adding a backend"); ``build_backend
 builds the adapter a config entry names.
 """
 
-from intentmesh.adapters._http import add_secrets
+from intentmesh.adapters._http import add_secrets, loads_json
 from intentmesh.adapters._registry import BackendSpec, backend_specs, build_backend, register
 from intentmesh.adapters.base import (
     Backend,
@@ -41,5 +41,6 @@ __all__ = [
     "backend_specs",
     "add_secrets",
     "build_backend",
+    "loads_json",
     "register",
 ]

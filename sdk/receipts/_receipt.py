@@ -10,13 +10,14 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from intentmesh.adapters import loads_json
 from intentmesh.errors import ReceiptError
 from intentmesh.receipts._canonical import _encode_str, canonical_json
 from intentmesh.receipts._keys import key_id_of, load_public_key, public_key_id
@@ -264,26 +265,9 @@ def _receipt(row: Row) -> Receipt:
     return Receipt(_loads_body(row.body), row.signature, row.hash)
 
 
-def _json_loads() -> Callable[[str | bytes], Any]:
-    """orjson's parser when installed (the server extra): a stored body is canonical JSON,
-    which both parse to the same values, and orjson does it in a fraction of the time.
-    What orjson refuses (an integer past 64 bits) is read by ``json``."""
-    try:
-        import orjson
-    except ImportError:
-        return json.loads
-    fast = orjson.loads
-
-    def loads(text: str | bytes) -> Any:
-        try:
-            return fast(text)
-        except ValueError:
-            return json.loads(text)
-
-    return loads
-
-
-_loads_body = _json_loads()
+_loads_body = loads_json
+"""A stored body's parser: orjson when installed (a stored body is canonical JSON, which both
+parse to the same values, orjson in a fraction of the time), ``json`` for what orjson refuses."""
 
 
 _last_second: tuple[int, str] = (-1, "")

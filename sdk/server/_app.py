@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from intentmesh._gateway import Gateway, ResultStream
+from intentmesh.adapters import loads_json
 from intentmesh.fleet import AccountStore, LocalAccounts
 from intentmesh.server._budget import SpendBook
 from intentmesh.server._config import KeyConfig, ServerConfig
@@ -45,16 +46,14 @@ T = TypeVar("T")
 try:  # one C encode per response when the server extra's orjson is installed
     import orjson
 
-    _fast_loads: Callable[[bytes], Any] = orjson.loads
-
     def _dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
 
 except ImportError:  # pragma: no cover - the server extra installs it
-    _fast_loads = json.loads
 
     def _dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
 
 _log = logging.getLogger("intentmesh.server")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -493,11 +492,7 @@ async def _read_json(request: Request, limit: int) -> Any:
 
 def _loads(body: bytes) -> Any:
     try:
-        return _fast_loads(body)
-    except ValueError:
-        pass
-    try:
-        return json.loads(body)  # what orjson refuses but json takes (integers past 64 bits)
+        return loads_json(body)  # orjson, and json for what orjson refuses (big integers)
     except ValueError:
         raise ApiError(400, "request body is not valid JSON", "invalid_request_error") from None
 
