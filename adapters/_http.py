@@ -39,11 +39,11 @@ __all__ = [
     "MIN_BODY_BYTES",
     "Secrets",
     "add_secrets",
+    "dumps_json",
     "error_for_status",
     "error_message",
     "hard_timeout",
     "iter_sse_data",
-    "dumps_json",
     "loads_json",
     "map_transport_errors",
     "parse_retry_after",
@@ -571,7 +571,8 @@ _orjson_loads, _orjson_dumps = _codec if _codec is not None else (None, None)
 
 def dumps_json(body: Any) -> bytes:
     """A request body as JSON bytes: orjson's when installed and it writes the same values
-    :func:`json.dumps` writes, else ``json.dumps``'s.
+    :func:`json.dumps` writes (or a UUID or plain enum, which ``json.dumps`` refuses), else
+    ``json.dumps``'s.
 
     orjson writes NaN and Infinity as ``null`` (``json`` writes ``NaN``, which an upstream
     refuses, as it did before): output holding ``null`` anywhere, and anything orjson refuses

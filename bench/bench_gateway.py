@@ -405,6 +405,31 @@ def _against_litellm(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def serve_runs(
+    args: argparse.Namespace,
+    up: int,
+    workdir: Path,
+    sweep: dict[str, dict[int, dict[str, float]]],
+) -> dict[str, dict[str, Any]]:
+    """``intentmesh serve`` (and the baseline tree) at each level, ``--rounds`` times in
+    alternating order; the median run of each, by server CPU per request."""
+    trees = [("", None)]
+    if args.baseline_pythonpath:
+        trees.insert(0, ("baseline ", args.baseline_pythonpath))
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for level, round_ in itertools.product(("none", "receipt"), range(args.rounds)):
+        for label, path in trees if round_ % 2 == 0 else trees[::-1]:
+            port = free_port()
+            name = f"{label}intentmesh serve ({level}, workers={args.workers})"
+            with gateway(port, up, workdir, level, args.workers, path) as pid:
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                runs.setdefault(name, []).append(cpu_run(url, MODEL, pid, args))
+                print(f"  {name}: {runs[name][-1]}")
+                if args.sweep and round_ == 0:
+                    sweep[name] = measure(name, url, args)
+    return {name: median_run(results) for name, results in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per point")
@@ -443,21 +468,7 @@ def main() -> None:
         print(f"  direct: {cpu['direct (upstream alone)']}")
         if args.sweep:
             sweep["direct"] = measure("direct", direct, args, UPSTREAM_MODEL)
-        trees = [("", None)]
-        if args.baseline_pythonpath:
-            trees.insert(0, ("baseline ", args.baseline_pythonpath))
-        runs: dict[str, list[dict[str, Any]]] = {}
-        for level, round_ in itertools.product(("none", "receipt"), range(args.rounds)):
-            for label, path in trees if round_ % 2 == 0 else trees[::-1]:  # alternate the order
-                port = free_port()
-                name = f"{label}intentmesh serve ({level}, workers={args.workers})"
-                with gateway(port, up, workdir, level, args.workers, path) as pid:
-                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    runs.setdefault(name, []).append(cpu_run(url, MODEL, pid, args))
-                    print(f"  {name}: {runs[name][-1]}")
-                    if args.sweep and round_ == 0:
-                        sweep[name] = measure(name, url, args)
-        cpu.update({name: median_run(results) for name, results in runs.items()})
+        cpu.update(serve_runs(args, up, workdir, sweep))
         if (args.litellm_venv / "bin" / "litellm").exists():
             port = free_port()
             with litellm_proxy(args.litellm_venv, port, up, workdir) as pid:
