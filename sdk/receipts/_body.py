@@ -11,7 +11,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from intentmesh.errors import ReceiptError
-from intentmesh.receipts._canonical import _encode, _encode_str, digest
+from intentmesh.receipts._canonical import _encode, _encode_str, _utf8, digest
 
 if TYPE_CHECKING:
     from intentmesh._intent import Intent
@@ -76,13 +76,6 @@ class RequestDigests:
         self._work()
         model = _utf8(_encode_str(provider_model))
         return "sha256:" + hashlib.sha256(self._head + model + self._tail).hexdigest()
-
-
-def _utf8(text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
 
 
 def receipt_fields(

@@ -1,7 +1,7 @@
 """Canonical JSON (RFC 8785 / JCS) and the ``sha256:`` digests of receipts.
 
-    >>> canonical_json({"b": 1, "a": [1.0, "é"]}).decode()
-    '{"a":[1,"é"],"b":1}'
+>>> canonical_json({"b": 1, "a": [1.0, "é"]}).decode()
+'{"a":[1,"é"],"b":1}'
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ def canonical_json(obj: object) -> bytes:
     Raises :class:`ReceiptError` for NaN/Infinity, non-string keys, lone surrogates and types
     JSON cannot hold. Integers beyond ±2**53 become the nearest double, as JCS prescribes.
     """
+    return _utf8(_encode(obj))
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate, which UTF-8 cannot hold, is a ReceiptError."""
     try:
-        return _encode(obj).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ReceiptError("canonical JSON: a string holds a lone surrogate") from exc
 

@@ -307,4 +307,3 @@ class _RootCheck:
             f"checkpoint batch {row.batch} covers seq {row.first_seq}-{row.last_seq} but the "
             f"ledger ends at seq {count} (receipts were removed from the end)"
         )
-

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from intentmesh.errors import ReceiptError
-from intentmesh.receipts._canonical import _encode, _encode_str, _utf16, canonical_json
+from intentmesh.receipts._canonical import _encode, _encode_str, _utf8, _utf16, canonical_json
 from intentmesh.receipts._checkpoint import (
     Checkpoint,
     InclusionProof,
@@ -163,10 +163,7 @@ class Ledger:
                 '"timestamp":"' + _timestamp(now) + '"',
             )
             text = "{" + ",".join([chain[p] if isinstance(p, int) else p for p in pieces]) + "}"
-            try:
-                body = text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ReceiptError("canonical JSON: a string holds a lone surrogate") from None
+            body = _utf8(text)
             signature = _b64(key.sign(body))
             return Row(seq, rid, _hash_of(body, signature), prev, text, signature)
 
