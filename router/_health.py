@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,12 +73,13 @@ class HealthShare(Protocol):
 class LatencyStats:
     """EWMA and a window of recent samples for one (backend, model)."""
 
-    __slots__ = ("_alpha", "_cached", "_ewma", "_window", "count")
+    __slots__ = ("_alpha", "_cached", "_ewma", "_ordered", "_window", "count")
 
     def __init__(self, alpha: float = 0.2, window: int = 64) -> None:
         self._alpha = alpha
         self._ewma: float | None = None
         self._window: deque[float] = deque(maxlen=window)
+        self._ordered: list[float] = []  # the window's samples, sorted (p95 without a sort)
         self._cached: LatencyEstimate | None = None
         self.count = 0
 
@@ -91,7 +93,11 @@ class LatencyStats:
     def observe(self, latency_ms: float) -> None:
         self._cached = None
         self.count += 1
-        self._window.append(latency_ms)
+        window, ordered = self._window, self._ordered
+        if len(window) == window.maxlen:
+            _discard(ordered, window[0])  # the sample append() evicts
+        window.append(latency_ms)
+        insort(ordered, latency_ms)
         if self._ewma is None:
             self._ewma = latency_ms
         else:
@@ -106,12 +112,20 @@ class LatencyStats:
         return self._cached
 
     def _compute(self, ewma: float) -> LatencyEstimate:
-        n = len(self._window)
+        ordered = self._ordered
+        n = len(ordered)
         if n < _P95_MIN_SAMPLES:
-            return LatencyEstimate(ewma, max(self._window), n)
-        ordered = sorted(self._window)
+            return LatencyEstimate(ewma, ordered[-1], n)
         p95 = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
         return LatencyEstimate(ewma, p95, n)
+
+
+def _discard(ordered: list[float], sample: float) -> None:
+    i = bisect_left(ordered, sample)
+    if i < len(ordered) and ordered[i] == sample:
+        del ordered[i]
+    else:  # NaN: unordered, found by identity
+        ordered.remove(sample)
 
 
 class HealthBook:

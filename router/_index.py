@@ -84,6 +84,17 @@ class _Book:
         insort(group, key)
         insort(self.by_latency, key)
 
+    def rekey(self, old: _Key, new: _Key) -> None:
+        """``old`` (same entry, same price) is now ordered by ``new``: swapped in place where
+        the order holds (a latency estimate usually moves less than the gap to a neighbour)."""
+        group = self.groups[old.entry.price]
+        i, j = _slot(group, old, new), _slot(self.by_latency, old, new)
+        if i is None or j is None:
+            self.remove(old)
+            self.add(new)
+        else:
+            group[i] = self.by_latency[j] = new
+
     def remove(self, key: _Key) -> None:
         price = key.entry.price
         group = self.groups[price]
@@ -93,6 +104,16 @@ class _Book:
             del self.groups[price]
             _drop(self.by_in, price)
             _drop(self.by_out, (price[1], price[0]))
+
+
+def _slot(ordered: list[_Key], old: _Key, new: _Key) -> int | None:
+    """Where ``old`` is in ``ordered`` if ``new`` would sort into the same place, else None."""
+    i = bisect_left(ordered, old)
+    if i == len(ordered) or ordered[i] != old:
+        return None
+    if (i > 0 and not ordered[i - 1] < new) or (i + 1 < len(ordered) and not new < ordered[i + 1]):
+        return None
+    return i
 
 
 def _drop(ordered: list, item: object) -> None:  # type: ignore[type-arg]
@@ -184,12 +205,10 @@ class RouteIndex:
             if lat.expected_ms == entry.lat.expected_ms:
                 entry.lat = lat
                 continue
-            book = self._books[offer.model]
             old = entry.key()
-            book.remove(old)
             entry.lat = lat
             new = entry.key()
-            book.add(new)
+            self._books[offer.model].rekey(old, new)
             keys = self._entries[offer]
             keys[keys.index(old)] = new
 

@@ -201,3 +201,40 @@ def test_failover_goes_past_the_head_to_the_rest_of_the_ranking() -> None:
             assert [a.backend for a in res.attempts] == [f"b{i:02d}" for i in range(dead + 1)]
     finally:
         provider.stop()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_latency_moves_keep_every_order_sorted_and_the_head_exact(seed: int) -> None:
+    """Small moves are swapped in place, large ones re-inserted: either way, no key is lost or
+    duplicated, every order stays sorted, and the head is still the solve's."""
+    rng = random.Random(seed)
+    health = HealthBook()
+    index = RouteIndex(health)
+    offers = random_offers(rng, 60)
+    backends = {o.backend: o.network for o in offers}
+    index.sync(offers)
+    for step in range(600):
+        o = rng.choice(offers)
+        base = 300.0 if rng.random() < 0.7 else rng.choice([20.0, 3000.0])
+        health.observe_latency(o.backend, o.provider_model, base * rng.uniform(0.97, 1.03))
+        if step % 50 == 0:
+            _check_orders(index, len(offers))
+            request = random_request(rng)
+            head = index.head(request, offers, 4)
+            same(head, solve(request, offers, health, backends).candidates[:4])
+    _check_orders(index, len(offers))
+
+
+def _check_orders(index: RouteIndex, offers: int) -> None:
+    total = 0
+    for book in index._books.values():
+        assert book.by_latency == sorted(book.by_latency)
+        assert len({id(k.entry) for k in book.by_latency}) == len(book.by_latency)
+        grouped = [k for group in book.groups.values() for k in group]
+        assert all(group == sorted(group) for group in book.groups.values())
+        assert sorted(grouped) == book.by_latency
+        total += len(book.by_latency)
+    assert total == offers
+    for keys in index._entries.values():
+        for key in keys:
+            assert key.latency_ms == key.entry.lat.expected_ms

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
-from intentmesh.router import HealthBook, Offer, RouteRequest
+from intentmesh.router import HealthBook, LatencyStats, Offer, RouteRequest
 from intentmesh.router._solver import solve, usd
 
 
@@ -149,3 +152,20 @@ def test_usd_format() -> None:
     assert usd(0.0031) == "$0.0031"
     assert usd(0) == "$0"
     assert usd(12.5) == "$12.5"
+
+
+@pytest.mark.parametrize("window", [8, 64])
+def test_latency_stats_p95_is_the_window_sorted(window: int) -> None:
+    """The sorted window is kept as samples arrive and leave (ties and repeats included)."""
+    rng = random.Random(window)
+    stats = LatencyStats(window=window)
+    seen: list[float] = []
+    for i in range(5 * window):
+        ms = rng.choice([100.0, 250.0, rng.uniform(1, 4000)])
+        stats.observe(ms)
+        seen.append(ms)
+        recent = sorted(seen[-window:])
+        n = len(recent)
+        want = recent[-1] if n < 8 else recent[min(n - 1, math.ceil(0.95 * n) - 1)]
+        got = stats.estimate(0.0)
+        assert (got.p95_ms, got.samples) == (want, n), i
