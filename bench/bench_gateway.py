@@ -4,7 +4,9 @@
                                   [--litellm-venv /tmp/litellm-proxy-venv]
 
 One fake OpenAI-compatible upstream runs in its own process (``FakeOpenAIProvider``, no added
-latency); the gateway (and LiteLLM's proxy, when its venv exists) run in theirs.
+latency); the gateway (and LiteLLM's proxy, when its venv exists) run in theirs. So does a bare
+proxy on the gateway's serving stack (``bare_proxy.py``: uvicorn, httptools, uvloop, the lean
+client, no gateway logic): the floor under the ``intentmesh serve`` rows.
 
 **Server CPU per request** (the headline): a fixed-length load run (``--seconds``) at
 concurrency 64, with ``wrk`` as the load generator when it is installed (else the aiohttp
@@ -115,6 +117,18 @@ def gateway(
     if pythonpath:  # another intentmesh tree (a baseline) in the same run
         env["PYTHONPATH"] = pythonpath
     return process([sys.executable, "-c", code], f"http://127.0.0.1:{port}/health", env)
+
+
+BARE = "bare proxy (the same serving stack, no gateway logic)"
+
+
+def bare_proxy(port: int, upstream_port: int) -> Any:
+    """``bench/bare_proxy.py``: uvicorn + the lean client forwarding to the upstream, nothing
+    else; the floor the ``intentmesh serve`` rows stand on."""
+    script = Path(__file__).with_name("bare_proxy.py")
+    base = f"http://127.0.0.1:{upstream_port}/v1"
+    args = [sys.executable, str(script), str(port), base, UPSTREAM_MODEL]
+    return process(args, f"http://127.0.0.1:{port}/health")
 
 
 def litellm_proxy(venv: Path, port: int, upstream_port: int, workdir: Path) -> Any:
@@ -468,6 +482,10 @@ def main() -> None:
         print(f"  direct: {cpu['direct (upstream alone)']}")
         if args.sweep:
             sweep["direct"] = measure("direct", direct, args, UPSTREAM_MODEL)
+        with bare_proxy(port := free_port(), up) as pid:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            cpu[BARE] = cpu_run(url, MODEL, pid, args)
+            print(f"  bare proxy: {cpu[BARE]}")
         cpu.update(serve_runs(args, up, workdir, sweep))
         if (args.litellm_venv / "bin" / "litellm").exists():
             port = free_port()

@@ -1,4 +1,5 @@
-"""bench/tree_at.py: one commit's packages laid out as an importable same-run baseline."""
+"""The benchmarks' tools: ``tree_at.py`` (a commit as an importable same-run baseline) and
+``bare_proxy.py`` (the serving stack with no gateway logic, the floor of ``bench_gateway``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,24 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
+
+from intentmesh.testing import FakeOpenAIProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _tree_at() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tree_at", ROOT / "bench" / "tree_at.py")
+def _bench(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _tree_at() -> ModuleType:
+    return _bench("tree_at")
 
 
 def test_head_is_laid_out_as_the_package_it_installs(tmp_path: Path) -> None:
@@ -55,3 +63,18 @@ def test_an_existing_destination_and_a_pyproject_without_package_dir_are_refused
     assert tree_at.package_dirs(
         '[tool.setuptools]\npackage-dir = { "a" = "src", "a.b" = "b" }\n'
     ) == {"a": "src", "a.b": "b"}
+
+
+async def test_the_bare_proxy_forwards_a_chat_call_with_the_upstream_model() -> None:
+    with FakeOpenAIProvider(["fake-llama"]) as upstream:
+        app = _bench("bare_proxy").BareProxy(upstream.base_url, "fake-llama")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            body = {"model": "anything", "messages": [{"role": "user", "content": "hi"}]}
+            answer = await client.post("/v1/chat/completions", json=body)
+            ready = await client.get("/health")
+        await app.pool.close()
+    assert answer.status_code == 200
+    assert answer.json()["model"] == "fake-llama"
+    assert answer.json()["choices"][0]["message"]["content"] == "echo: hi"
+    assert ready.json() == {}
