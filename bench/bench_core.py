@@ -7,7 +7,8 @@ httpx-over-aiohttp POSTs for reference, ``Gateway.ainfer`` at verifiability ``no
 virtualenv is given, LiteLLM's ``Router.acompletion`` (measured by ``bench_litellm.py`` inside that
 venv against the same server, with its own floor). Sequential and at concurrency 64. Also: the
 per-request routing decision and the full ``plan()`` dry run at 20 / 200 / 2,000 backends,
-intent validation and ``import intentmesh`` time. Figures are differences or ratios to the floor
+``ainfer``'s own CPU against a backend in this process that answers at once (no HTTP), intent
+validation and ``import intentmesh`` time. Figures are differences or ratios to the floor
 measured in the same run.
 
     python bench/bench_core.py [--requests 2000] [--litellm-python /tmp/litellm-venv/bin/python]
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +33,7 @@ import httpx
 
 from intentmesh import Gateway, Intent
 from intentmesh.adapters._http import default_transport
+from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
 from intentmesh.config import parse_config
 from intentmesh.router import HealthBook, Offer
 from intentmesh.router._solver import solve
@@ -200,6 +202,44 @@ def routing_us(backends: int, budget_s: float = 1.0) -> dict[str, float]:
     return out
 
 
+class InstantBackend:
+    """A backend in this process that answers at once: ``ainfer`` against it is the gateway's
+    own work alone (no socket, no HTTP)."""
+
+    async def acomplete(self, request: ChatRequest) -> Completion:
+        return Completion("echo: hello bench", "stop", Usage(5, 3), model=request.model)
+
+    async def astream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+
+def logic_us(level: str, home: Path, calls: int = 3000) -> float:
+    """CPU µs per sequential ``ainfer`` (intent included) against :class:`InstantBackend`;
+    best of five batches. At ``receipt`` the CPU of the receipt writer's thread counts too."""
+    config = parse_config(many_backends_config("http://127.0.0.1:9", 1, home))
+    gw = Gateway(config, backends={"b0": InstantBackend()})  # type: ignore[dict-item]
+    messages = [{"role": "user", "content": "hello bench"}]
+
+    async def batch(n: int) -> None:
+        for _ in range(n):
+            await gw.ainfer(Intent(model=MODEL, messages=messages, verifiability=level))
+
+    async def best() -> float:
+        await batch(calls // 3)
+        times = []
+        for _ in range(5):
+            t0 = time.process_time()
+            await batch(calls)
+            times.append((time.process_time() - t0) / calls * 1e6)
+        return min(times)
+
+    try:
+        return asyncio.run(best())
+    finally:
+        gw.close()
+
+
 def solver_us(backends: int = 20, rounds: int = 20000) -> float:
     """The pure solver over ``backends`` offers (full ordering and every rejection)."""
     offers = [
@@ -270,6 +310,8 @@ def main() -> None:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as home:
+        results["logic_us"] = {lv: logic_us(lv, Path(home)) for lv in ("none", "receipt")}
     results["routing"] = {str(k): routing_us(k) for k in (1, 20, 200, 2000)}
     results["solver_us_20_backends"] = solver_us()
     results["intent_validation_us"] = intent_validation_us()
@@ -310,6 +352,12 @@ def report(results: dict[str, object]) -> None:
         wide = seq.get(f"intentmesh_none_{k}_backends", {}).get("p50_ms")
         if one is not None and wide is not None:
             print(f"ainfer added by {k} backends (vs 1), p50: {wide - one:+.3f} ms")
+    logic = results["logic_us"]
+    assert isinstance(logic, dict)
+    print(
+        "\nainfer against an in-process backend that answers at once (the gateway's own work),"
+        f" CPU per call: none {logic['none']:.1f} us, receipt {logic['receipt']:.1f} us"
+    )
     routing = results["routing"]
     assert isinstance(routing, dict)
     print("\nbackends   routing decision (us CPU)   full plan() dry run (us CPU)")
