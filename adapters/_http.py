@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from intentmesh.adapters.base import cut_off_by_caller
 from intentmesh.errors import (
     AuthenticationError,
     BackendConnectionError,
@@ -350,8 +351,11 @@ class Connection:
         payload = dumps_json(body)
         seconds = timeout_s or self.timeout_s
         try:
-            async with asyncio.timeout(seconds):
+            if cut_off_by_caller(seconds):  # the executor's timer fires first: no second one
                 status, headers, raw = await pool.post(head, payload, limit, backend)
+            else:
+                async with asyncio.timeout(seconds):
+                    status, headers, raw = await pool.post(head, payload, limit, backend)
         except TimeoutError:
             raise _exchange_timeout(seconds, backend) from None
         if status >= 300:  # a redirect is never followed: the POST would be sent again

@@ -25,11 +25,16 @@ Optional capabilities, each a ``runtime_checkable`` protocol the gateway tests w
 
 Adapter classes named in the registry (``intentmesh.adapters.register``) also provide the
 class method ``from_config(config: BackendConfig)``.
+
+:func:`set_caller_deadline` and :func:`cut_off_by_caller` let a caller that times an awaited call
+itself (the executor times every attempt) spare the adapter a second timer of the same length.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -47,7 +52,30 @@ __all__ = [
     "ProofBundle",
     "ProvesCompletions",
     "Usage",
+    "cut_off_by_caller",
+    "set_caller_deadline",
 ]
+
+_CallerDeadline = tuple["asyncio.Task[Any] | None", float]
+_caller_deadline: ContextVar[_CallerDeadline | None] = ContextVar(
+    "intentmesh_caller_deadline", default=None
+)
+
+
+def set_caller_deadline(when: float) -> Token[_CallerDeadline | None]:
+    """Declare that the running task's caller cancels it at loop time ``when`` (its own timer
+    does). Undo with ``token.var.reset(token)`` once the awaited call is over."""
+    return _caller_deadline.set((asyncio.current_task(), when))
+
+
+def cut_off_by_caller(seconds: float) -> bool:
+    """Whether a caller of the running task cancels it no later than ``seconds`` from now: then
+    an adapter's own timer of ``seconds`` would never fire first and may be left out. Tasks the
+    call starts do not inherit this: only the task that set the deadline is cancelled by it."""
+    found = _caller_deadline.get()
+    if found is None or found[0] is not asyncio.current_task():
+        return False
+    return found[1] <= asyncio.get_running_loop().time() + seconds
 
 
 @dataclass(frozen=True, slots=True)

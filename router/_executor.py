@@ -22,7 +22,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from intentmesh.adapters.base import Backend, ChatRequest, Completion, Usage
+from intentmesh.adapters.base import (
+    Backend,
+    ChatRequest,
+    Completion,
+    Usage,
+    set_caller_deadline,
+)
 from intentmesh.errors import (
     AllBackendsFailed,
     BackendError,
@@ -616,9 +622,14 @@ async def within(limit: float | None, why: str, backend: str, aw: Awaitable[T]) 
     """Await ``aw`` for at most ``limit`` seconds; running out is a :class:`BackendTimeout`."""
     if limit is None:
         return await aw
+    when = asyncio.get_running_loop().time() + max(limit, 0.0)
     try:
-        async with asyncio.timeout(max(limit, 0.0)):
-            return await aw
+        async with asyncio.timeout_at(when):
+            token = set_caller_deadline(when)  # an adapter's timer as long is left out
+            try:
+                return await aw
+            finally:
+                token.var.reset(token)
     except TimeoutError:
         raise BackendTimeout(f"no answer within {limit:.3g} s ({why})", backend=backend) from None
 

@@ -17,14 +17,17 @@ from tls_support import self_signed
 
 from intentmesh.adapters._h1 import H1Pool, Origin
 from intentmesh.adapters._http import Connection
+from intentmesh.adapters.base import cut_off_by_caller, set_caller_deadline
 from intentmesh.errors import (
     BackendConnectionError,
+    BackendTimeout,
     BackendUnavailable,
     ConfigurationError,
     InvalidRequest,
     MalformedResponse,
     RateLimited,
 )
+from intentmesh.router._executor import within
 
 Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]
 """Answer one request (head + body) on a connection; False closes the connection."""
@@ -577,3 +580,53 @@ async def test_a_stream_raises_what_a_whole_answer_raises(
                 async for _ in events:
                     pass
         await conn.aclose()
+
+
+def silent() -> Reply:
+    """Read the request and never answer."""
+
+    async def reply(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(3600)
+        return True
+
+    return reply
+
+
+async def test_the_exchange_timeout_holds_without_a_caller_deadline() -> None:
+    async with Server(silent()) as server:
+        conn = Connection(server.url, {}, 5.0)
+        with pytest.raises(BackendTimeout, match="no complete answer within timeout_s=0.05"):
+            await conn.post_limited("/chat", {}, backend="b", limit=1000, timeout_s=0.05)
+        await conn.aclose()
+
+
+async def test_under_the_executors_deadline_the_executor_times_the_exchange() -> None:
+    """``within`` declares its deadline: the lean client arms no timer of its own, and the
+    executor's timeout (with its reason) is what the caller sees, as before."""
+    async with Server(silent()) as server:
+        conn = Connection(server.url, {}, 5.0)
+        exchange = conn.post_limited("/chat", {}, backend="b", limit=1000, timeout_s=0.05)
+        with pytest.raises(BackendTimeout, match=r"no answer within 0.05 s \(timeout_s\)"):
+            await within(0.05, "timeout_s", "b", exchange)
+        # a caller's deadline further away than the exchange's own: the client's timer fires
+        exchange = conn.post_limited("/chat", {}, backend="b", limit=1000, timeout_s=0.05)
+        with pytest.raises(BackendTimeout, match="no complete answer within timeout_s=0.05"):
+            await within(30.0, "timeout_s", "b", exchange)
+        await conn.aclose()
+
+
+async def test_a_caller_deadline_covers_only_the_task_that_set_it() -> None:
+    loop = asyncio.get_running_loop()
+    assert not cut_off_by_caller(10.0)
+    token = set_caller_deadline(loop.time() + 1.0)
+    try:
+        assert cut_off_by_caller(1.0) and cut_off_by_caller(10.0)
+        assert not cut_off_by_caller(0.5)  # the adapter's own timer would fire first
+        assert not await asyncio.create_task(_covered(10.0))  # a task it starts times itself
+    finally:
+        token.var.reset(token)
+    assert not cut_off_by_caller(10.0)
+
+
+async def _covered(seconds: float) -> bool:
+    return cut_off_by_caller(seconds)
