@@ -100,6 +100,10 @@ class AttemptLimits:
     stall_timeout_s: float | None = None
 
 
+_NO_LIMITS = AttemptLimits()
+"""The limits of a backend configured without any."""
+
+
 @dataclass(frozen=True, slots=True)
 class Try:
     """Which try of a candidate this is: a hedge or not, the retry number on that backend, and
@@ -262,6 +266,10 @@ class Executor:
 
     # -- time -------------------------------------------------------------------------
 
+    def limits_for(self, backend: str) -> AttemptLimits:
+        """``backend``'s time limits per attempt (none set: all None)."""
+        return self.limits.get(backend, _NO_LIMITS)
+
     def remaining(self, call: Call) -> float | None:
         """Seconds until the call's deadline, or None without one."""
         return None if call.deadline is None else call.deadline - self.clock()
@@ -274,7 +282,7 @@ class Executor:
         With a deadline and ``k`` candidates left (this one included), an attempt may use
         ``remaining / k`` seconds: one silent backend cannot eat the fallback's time.
         """
-        lim = self.limits.get(cand.backend, AttemptLimits())
+        lim = self.limits_for(cand.backend)
         options: list[tuple[float, str]] = []
         if lim.timeout_s is not None:
             options.append((lim.timeout_s, "timeout_s"))

@@ -39,18 +39,21 @@ _serial = itertools.count()
 class _Entry:
     """One offer in the index, with the latency estimate it is ordered by."""
 
-    __slots__ = ("lat", "offer", "price", "serial")
+    __slots__ = ("key", "lat", "offer", "price", "serial")
 
     def __init__(self, offer: Offer, lat: LatencyEstimate) -> None:
         self.offer = offer
-        self.lat = lat
         self.price = (offer.input_price, offer.output_price)
         self.serial = next(_serial)  # last tie-break: two identical offers
+        self.relate(lat)
 
-    def key(self) -> _Key:
-        return _Key(
-            self.lat.expected_ms, self.offer.backend, self.offer.provider_model, self.serial, self
+    def relate(self, lat: LatencyEstimate) -> _Key:
+        """Order the entry by ``lat`` from now on; returns its new key (also ``self.key``)."""
+        self.lat = lat
+        self.key = _Key(
+            lat.expected_ms, self.offer.backend, self.offer.provider_model, self.serial, self
         )
+        return self.key
 
 
 class _Key(NamedTuple):
@@ -140,7 +143,7 @@ class RouteIndex:
     def __init__(self, health: HealthBook) -> None:
         self.health = health
         self._books: dict[str, _Book] = {}
-        self._entries: dict[Offer, list[_Key]] = {}
+        self._entries: dict[Offer, list[_Entry]] = {}
         self._by_backend: dict[str, list[_Entry]] = {}
         self._source: Sequence[Offer] | None = None
         ref = weakref.ref(self)
@@ -179,19 +182,18 @@ class RouteIndex:
     def _add(self, offer: Offer) -> None:
         lat = self.health.latency(offer.backend, offer.provider_model, offer.latency_prior_ms)
         entry = _Entry(offer, lat)
-        key = entry.key()
-        self._books.setdefault(offer.model, _Book()).add(key)
-        self._entries.setdefault(offer, []).append(key)
+        self._books.setdefault(offer.model, _Book()).add(entry.key)
+        self._entries.setdefault(offer, []).append(entry)
         self._by_backend.setdefault(offer.backend, []).append(entry)
 
     def _remove(self, offer: Offer) -> None:
-        for key in self._entries.pop(offer):
+        for entry in self._entries.pop(offer):
             book = self._books[offer.model]
-            book.remove(key)
+            book.remove(entry.key)
             if not book.groups:
                 del self._books[offer.model]
             entries = self._by_backend[offer.backend]
-            entries.remove(key.entry)
+            entries.remove(entry)
             if not entries:
                 del self._by_backend[offer.backend]
 
@@ -205,12 +207,8 @@ class RouteIndex:
             if lat.expected_ms == entry.lat.expected_ms:
                 entry.lat = lat
                 continue
-            old = entry.key()
-            entry.lat = lat
-            new = entry.key()
-            self._books[offer.model].rekey(old, new)
-            keys = self._entries[offer]
-            keys[keys.index(old)] = new
+            old = entry.key
+            self._books[offer.model].rekey(old, entry.relate(lat))  # entry.key is the new one
 
     # -- planning ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 from intentmesh.adapters.base import ChatRequest, Chunk, Completion, Usage
 from intentmesh.errors import BackendError, BackendTimeout, DeadlineExceeded, MidStreamError
 from intentmesh.router._accounting import Audit, max_answer_chars
-from intentmesh.router._executor import AttemptLimits, Call, Executor, Outcome, Try, within
+from intentmesh.router._executor import Call, Executor, Outcome, Try, within
 from intentmesh.router._plan import Attempt, Candidate
 from intentmesh.router._tokens import estimate_text_tokens
 
@@ -98,7 +98,7 @@ class StreamRun:
         rec = ex.book.begin(call, cand, t)
         t0 = ex.clock()
         first, why = ex.attempt_limit(call, cand, t, first_token=True)
-        ceiling = ex.limits.get(cand.backend, AttemptLimits()).timeout_s
+        ceiling = ex.limits_for(cand.backend).timeout_s
         iterator: AsyncIterator[Chunk] | None = None
         buffered: list[Chunk] = []
         try:
@@ -175,7 +175,7 @@ class StreamRun:
         stall = call.stall_s
         why = "stall_ms"
         if stall is None:
-            stall = ex.limits.get(head.cand.backend, AttemptLimits()).stall_timeout_s
+            stall = ex.limits_for(head.cand.backend).stall_timeout_s
             why = "stall_timeout_s"
         if stall is not None:
             options.append((stall, why))

@@ -235,6 +235,7 @@ def _check_orders(index: RouteIndex, offers: int) -> None:
         assert sorted(grouped) == book.by_latency
         total += len(book.by_latency)
     assert total == offers
-    for keys in index._entries.values():
-        for key in keys:
-            assert key.latency_ms == key.entry.lat.expected_ms
+    for entries in index._entries.values():
+        for entry in entries:
+            assert entry.key.latency_ms == entry.lat.expected_ms and entry.key.entry is entry
+            assert entry.key in index._books[entry.offer.model].by_latency
