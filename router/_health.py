@@ -76,6 +76,8 @@ class LatencyStats:
     __slots__ = ("_alpha", "_cached", "_ewma", "_ordered", "_window", "count")
 
     def __init__(self, alpha: float = 0.2, window: int = 64) -> None:
+        if window < 1:
+            raise ValueError(f"LatencyStats window must hold at least 1 sample, not {window}")
         self._alpha = alpha
         self._ewma: float | None = None
         self._window: deque[float] = deque(maxlen=window)

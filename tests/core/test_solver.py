@@ -169,3 +169,8 @@ def test_latency_stats_p95_is_the_window_sorted(window: int) -> None:
         want = recent[-1] if n < 8 else recent[min(n - 1, math.ceil(0.95 * n) - 1)]
         got = stats.estimate(0.0)
         assert (got.p95_ms, got.samples) == (want, n), i
+
+
+def test_latency_stats_need_a_window() -> None:
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        LatencyStats(window=0)
