@@ -11,7 +11,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from intentmesh.errors import ReceiptError
-from intentmesh.receipts._canonical import _encode, _encode_str, _utf8, digest
+from intentmesh.receipts._canonical import SLOTS, _encode, _encode_str, _fast, _utf8, digest
 
 if TYPE_CHECKING:
     from intentmesh._intent import Intent
@@ -57,13 +57,15 @@ class RequestDigests:
         if self._intent_digest is not None:
             return self._intent_digest
         intent = self._intent
-        # canonical JSON of the request dict below: its keys sort as max_tokens, messages,
-        # model, seed, stop, temperature, so only the model's name goes in between
-        head = f'{{"max_tokens":{_encode(intent.max_tokens)},"messages":'
-        head += f'{_encode(intent.chat_messages())},"model":'
-        tail = f',"seed":{_encode(intent.seed)},"stop":{_encode(intent.stop)},'
-        tail += f'"temperature":{_encode(intent.temperature)}}}'
-        self._head, self._tail = _utf8(head), _utf8(tail)
+        request = {
+            "max_tokens": intent.max_tokens,
+            "messages": intent.chat_messages(),
+            "model": SLOTS[0] if SLOTS else None,  # the answering model's name goes here
+            "seed": intent.seed,
+            "stop": intent.stop,
+            "temperature": intent.temperature,
+        }
+        self._head, self._tail = _around_model(request)
         self._intent_digest = digest(intent.model_dump(mode="json", exclude_none=True))
         return self._intent_digest
 
@@ -76,6 +78,20 @@ class RequestDigests:
         self._work()
         model = _utf8(_encode_str(provider_model))
         return "sha256:" + hashlib.sha256(self._head + model + self._tail).hexdigest()
+
+
+def _around_model(request: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Canonical JSON of ``request`` before and after the value of its ``model`` key."""
+    fast = _fast(request)
+    if fast is not None:
+        head, _, tail = fast.partition(b"\x000\x00")
+        return head, tail
+    # the keys sort as max_tokens, messages, model, seed, stop, temperature
+    head = f'{{"max_tokens":{_encode(request["max_tokens"])},"messages":'
+    head += f'{_encode(request["messages"])},"model":'
+    tail = f',"seed":{_encode(request["seed"])},"stop":{_encode(request["stop"])},'
+    tail += f'"temperature":{_encode(request["temperature"])}}}'
+    return _utf8(head), _utf8(tail)
 
 
 def receipt_fields(

@@ -14,7 +14,15 @@ from types import TracebackType
 from typing import IO, Any
 
 from intentmesh.errors import ReceiptError
-from intentmesh.receipts._canonical import _encode, _encode_str, _utf8, _utf16, canonical_json
+from intentmesh.receipts._canonical import (
+    SLOTS,
+    _encode,
+    _encode_str,
+    _fast,
+    _utf8,
+    _utf16,
+    canonical_json,
+)
 from intentmesh.receipts._checkpoint import (
     Checkpoint,
     InclusionProof,
@@ -74,26 +82,48 @@ _ROW_FIELDS = ("id", "prev_hash", "seq", "timestamp")
 
 
 def _row_template(members: list[tuple[str, str]], ascii_only: bool) -> list[str | int]:
-    """The body's members in canonical order, runs of fixed ones joined into one string, and
-    in place of each per-row chain field its index in :data:`_ROW_FIELDS`."""
+    """The body as literal text and, where each per-row chain field's value goes, its index
+    in :data:`_ROW_FIELDS` (members in canonical order)."""
     slots: list[tuple[str, str | int]] = [*members, *((k, i) for i, k in enumerate(_ROW_FIELDS))]
     if ascii_only:
         slots.sort()  # names are unique: tuples compare by name alone
     else:
         slots.sort(key=lambda m: _utf16(m[0]))
-    pieces: list[str | int] = []
-    run: list[str] = []
-    for _, value in slots:
+    template: list[str | int] = []
+    text = "{"
+    for n, (name, value) in enumerate(slots):
+        text += "," if n else ""
         if isinstance(value, int):
-            if run:
-                pieces.append(",".join(run))
-                run = []
-            pieces.append(value)
+            template += [text + '"' + name + '":', value]
+            text = ""
         else:
-            run.append(value)
-    if run:
-        pieces.append(",".join(run))
-    return pieces
+            text += value
+    template.append(text + "}")
+    return template
+
+
+def _fast_template(body: dict[str, Any]) -> list[str | int] | None:
+    """:func:`_row_template`'s result from one orjson pass where the fast path of canonical
+    JSON vouches for ``body`` (else None): each chain field goes in as a placeholder slot."""
+    text = _fast({**body, **dict(zip(_ROW_FIELDS, SLOTS, strict=True))})
+    if text is None:
+        return None
+    parts = text.decode("ascii").split("\x00")  # literal, slot, literal, ..., literal
+    if len(parts) != 2 * len(_ROW_FIELDS) + 1:
+        return None
+    return [int(part) if i % 2 else part for i, part in enumerate(parts)]
+
+
+def _body_template(fields: Mapping[str, Any], key: SigningKey) -> list[str | int]:
+    """The canonical body of ``fields`` plus the key's fixed members, with the chain fields
+    left as slots: through orjson where it vouches for the bytes, else the pure encoder."""
+    fixed = {"version": RECEIPT_VERSION, "key_id": key.key_id, "public_key": key.public_key_hex()}
+    fast = _fast_template({**fields, **fixed})
+    if fast is not None:
+        return fast
+    members, ascii_only = _encode_members(fields)
+    members += [(name, _encode_str(name) + ":" + _encode(value)) for name, value in fixed.items()]
+    return _row_template(members, ascii_only)
 
 
 PathOrFile = str | os.PathLike[str] | IO[str]
@@ -145,24 +175,13 @@ class Ledger:
         clash = CHAIN_FIELDS.intersection(fields)
         if clash:
             raise ReceiptError(f"the ledger sets {sorted(clash)}; leave them out of fields")
-        members, ascii_only = _encode_members(fields)
-        members += [
-            ("version", f'"version":{RECEIPT_VERSION}'),
-            ("key_id", '"key_id":"' + key.key_id + '"'),
-            ("public_key", '"public_key":"' + key.public_key_hex() + '"'),
-        ]
-        pieces = _row_template(members, ascii_only)
+        template = _body_template(fields, key)
 
         def build(last_seq: int, last_hash: str | None) -> Row:
             now = time.time_ns()
             seq, rid, prev = last_seq + 1, _new_id(now), last_hash or GENESIS_HASH
-            chain = (
-                '"id":"' + rid + '"',
-                '"prev_hash":"' + prev + '"',
-                f'"seq":{seq}',
-                '"timestamp":"' + _timestamp(now) + '"',
-            )
-            text = "{" + ",".join([chain[p] if isinstance(p, int) else p for p in pieces]) + "}"
+            chain = ('"' + rid + '"', '"' + prev + '"', str(seq), '"' + _timestamp(now) + '"')
+            text = "".join([chain[p] if isinstance(p, int) else p for p in template])
             body = _utf8(text)
             signature = _b64(key.sign(body))
             return Row(seq, rid, _hash_of(body, signature), prev, text, signature)
