@@ -1,6 +1,7 @@
 """Receipts micro-benchmark: append throughput, per-append latency and verify speed.
 
     python bench/bench_receipts.py [--n 5000] [--repeat 5]
+    PYTHONPATH=/path/to/older/tree python bench/bench_receipts.py   # the same for an older tree
 
 Uses a temporary on-disk ledger (WAL, synchronous=NORMAL) and a receipt shaped like the
 gateway's. Prints the best and median of ``--repeat`` runs, since shared machines are noisy.
@@ -66,6 +67,20 @@ def per_call_us(fn: Callable[[], object], n: int, repeat: int) -> list[float]:
     return runs
 
 
+def writer_us(ledger: Ledger, key: SigningKey, n: int, repeat: int) -> list[float]:
+    """What the background writer does per receipt, in this thread: check and encode the
+    fields, sign the row, insert it, 32 rows per transaction (group commit)."""
+    groups = max(1, n // 32)
+
+    def run() -> None:
+        with ledger._store.writing() as add:  # type: ignore[union-attr]
+            for _ in range(32):
+                add(ledger.row_builder(FIELDS, key))
+
+    runs = per_call_us(run, groups, repeat)
+    return [r / 32 for r in runs]
+
+
 def show(label: str, runs: list[float]) -> None:
     best, median = min(runs), statistics.median(runs)
     print(f"{label:<28} best {best:8.1f} µs  median {median:8.1f} µs  ({1e6 / best:,.0f}/s best)")
@@ -85,6 +100,7 @@ def main() -> None:
         for _ in range(100):
             ledger.append(FIELDS, key)
         show("Ledger.append", per_call_us(lambda: ledger.append(FIELDS, key), args.n, args.repeat))
+        show("writer, per receipt", writer_us(ledger, key, args.n, args.repeat))
         receipt = ledger.last()
         assert receipt is not None
         pub = key.public_key_bytes()
