@@ -84,8 +84,8 @@ def _around_model(request: dict[str, Any]) -> tuple[bytes, bytes]:
     """Canonical JSON of ``request`` before and after the value of its ``model`` key."""
     fast = _fast(request)
     if fast is not None:
-        head, _, tail = fast.partition(b"\x000\x00")
-        return head, tail
+        before, _, after = fast.partition(b"\x000\x00")
+        return before, after
     # the keys sort as max_tokens, messages, model, seed, stop, temperature
     head = f'{{"max_tokens":{_encode(request["max_tokens"])},"messages":'
     head += f'{_encode(request["messages"])},"model":'
