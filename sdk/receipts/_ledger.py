@@ -102,10 +102,14 @@ def _row_template(members: list[tuple[str, str]], ascii_only: bool) -> list[str 
     return template
 
 
+_CHAIN_SLOTS = dict(zip(_ROW_FIELDS, SLOTS, strict=True)) if SLOTS else {}
+"""Each per-row chain field's placeholder in a body encoded by the fast path."""
+
+
 def _fast_template(body: dict[str, Any]) -> list[str | int] | None:
     """:func:`_row_template`'s result from one orjson pass where the fast path of canonical
     JSON vouches for ``body`` (else None): each chain field goes in as a placeholder slot."""
-    text = _fast({**body, **dict(zip(_ROW_FIELDS, SLOTS, strict=True))})
+    text = _fast({**body, **_CHAIN_SLOTS})
     if text is None:
         return None
     parts = text.decode("ascii").split("\x00")  # literal, slot, literal, ..., literal
