@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from intentmesh.errors import ReceiptError
 from intentmesh.receipts._canonical import canonical_json
@@ -204,26 +204,33 @@ def _root_of(hashes: list[str]) -> str:
     return "sha256:" + merkle_root([_leaf(h) for h in hashes]).hex()
 
 
-def _batches(pending: list[Row], size: int) -> list[list[Row]]:
-    """Split unsealed rows into batches of at most ``size`` receipts of one UTC day each."""
-    out: list[list[Row]] = []
+class Pending(NamedTuple):
+    """One unsealed receipt as a checkpoint needs it: its place, hash and UTC day."""
+
+    seq: int
+    hash: str
+    day: str
+
+
+def _batches(pending: list[Pending], size: int) -> list[list[Pending]]:
+    """Split unsealed receipts into batches of at most ``size`` receipts of one UTC day each."""
+    out: list[list[Pending]] = []
     day = ""
     for row in pending:
-        today = _day(row)
-        if not out or len(out[-1]) >= size or today != day:
+        if not out or len(out[-1]) >= size or row.day != day:
             out.append([])
-            day = today
+            day = row.day
         out[-1].append(row)
     return out
 
 
-def _day(row: Row) -> str:
-    """The UTC day (``YYYY-MM-DD``) of a stored receipt's timestamp."""
-    return str(_loads_body(row.body).get("timestamp", ""))[:10]
+def day_of(body: str) -> str:
+    """The UTC day (``YYYY-MM-DD``) of a stored receipt body's timestamp."""
+    return str(_loads_body(body).get("timestamp", ""))[:10]
 
 
 def _checkpoint_rows(
-    last: CheckpointRow | None, batches: list[list[Row]], key: SigningKey
+    last: CheckpointRow | None, batches: list[list[Pending]], key: SigningKey
 ) -> list[CheckpointRow]:
     batch, prev = (last.batch, last.hash) if last else (0, GENESIS_HASH)
     now = _timestamp(time.time_ns())
@@ -238,7 +245,7 @@ def _checkpoint_rows(
             "first_seq": first.seq,
             "last_seq": head.seq,
             "size": len(rows),
-            "day": _day(first),
+            "day": first.day,
             "root": _root_of([r.hash for r in rows]),
             "head_hash": head.hash,
             "prev_checkpoint": prev,

@@ -26,11 +26,13 @@ from intentmesh.receipts._canonical import (
 from intentmesh.receipts._checkpoint import (
     Checkpoint,
     InclusionProof,
+    Pending,
     _batches,
     _checkpoint,
     _checkpoint_rows,
     _leaf,
     _RootCheck,
+    day_of,
 )
 from intentmesh.receipts._keys import SigningKey, default_ledger_path
 from intentmesh.receipts._merkle import inclusion_path
@@ -47,7 +49,7 @@ from intentmesh.receipts._receipt import (
     _timestamp,
 )
 from intentmesh.receipts._secrets import assert_no_secrets
-from intentmesh.receipts._store import CheckpointRow, Row, RowStore
+from intentmesh.receipts._store import CheckpointRow, Row, RowStore, Unsealed
 
 __all__ = ["CHAIN_FIELDS", "DEFAULT_BATCH_SIZE", "Ledger"]
 
@@ -158,6 +160,11 @@ class Ledger:
             self._store = RowStore(self.path)
         last = self._store.last_checkpoint()
         self._sealed_hint = last.last_seq if last else 0
+        self._days: dict[int, tuple[str, str]] = {}
+        """``seq -> (hash, UTC day)`` of rows this object built and has not sealed yet, so
+        sealing need not read their bodies back; a row that never committed leaves an entry
+        whose hash does not match, which is ignored."""
+        self._days_cap = max(4 * batch_size, 4096)
 
     def append(self, fields: Mapping[str, Any], key: SigningKey) -> Receipt:
         """Sign ``fields`` plus the chain fields as the next receipt, and store it."""
@@ -180,15 +187,25 @@ class Ledger:
         if clash:
             raise ReceiptError(f"the ledger sets {sorted(clash)}; leave them out of fields")
         template = _body_template(fields, key)
+        days = self._days
 
         def build(last_seq: int, last_hash: str | None) -> Row:
             now = time.time_ns()
-            seq, rid, prev = last_seq + 1, _new_id(now), last_hash or GENESIS_HASH
-            chain = ('"' + rid + '"', '"' + prev + '"', str(seq), '"' + _timestamp(now) + '"')
+            seq, rid, prev, stamp = (
+                last_seq + 1,
+                _new_id(now),
+                last_hash or GENESIS_HASH,
+                _timestamp(now),
+            )
+            chain = ('"' + rid + '"', '"' + prev + '"', str(seq), '"' + stamp + '"')
             text = "".join([chain[p] if isinstance(p, int) else p for p in template])
             body = _utf8(text)
             signature = _b64(key.sign(body))
-            return Row(seq, rid, _hash_of(body, signature), prev, text, signature)
+            row_hash = _hash_of(body, signature)
+            if len(days) >= self._days_cap:  # sealing has not kept up: start over, stay small
+                days.clear()
+            days[seq] = (row_hash, stamp[:10])
+            return Row(seq, rid, row_hash, prev, text, signature)
 
         return build
 
@@ -213,13 +230,24 @@ class Ledger:
             raise ReceiptError("Ledger.seal needs a SigningKey")
         size = self.batch_size
 
-        def build(last: CheckpointRow | None, pending: list[Row]) -> list[CheckpointRow]:
+        def build(
+            last: CheckpointRow | None, unsealed: Unsealed, body_of: Callable[[int], str]
+        ) -> list[CheckpointRow]:
+            pending = [Pending(seq, h, self._day_of(seq, h, body_of)) for seq, h in unsealed]
             return _checkpoint_rows(last, _batches(pending, size), key)
 
         made = self._store.seal(build, upto_seq)
         if made:
             self._sealed_hint = max(self._sealed_hint, made[-1].last_seq)
         return [_checkpoint(row) for row in made]
+
+    def _day_of(self, seq: int, row_hash: str, body_of: Callable[[int], str]) -> str:
+        """The UTC day of receipt ``seq``: remembered when this object built it (and the
+        stored hash is the one it built), else read from the stored body."""
+        known = self._days.pop(seq, None)
+        if known is not None and known[0] == row_hash:
+            return known[1]
+        return day_of(body_of(seq))
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every checkpoint, oldest first."""

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from intentmesh.errors import ReceiptError
-from intentmesh.receipts._store import CheckpointRow, Row
+from intentmesh.receipts._store import CheckpointRow, Row, SealBuild
 
 __all__ = ["PgRowStore", "is_postgres_url"]
 
@@ -60,7 +60,8 @@ _CP_LAST = f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY batch DESC LIMIT 1"
 _CP_FOR = f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE first_seq <= %s AND last_seq >= %s"
 _CP_ALL = f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY batch"
 _CP_INSERT = f"INSERT INTO checkpoints ({_CP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
-_PENDING = f"SELECT {_COLUMNS} FROM receipts WHERE seq > %s AND seq <= %s ORDER BY seq"
+_PENDING = "SELECT seq, hash FROM receipts WHERE seq > %s AND seq <= %s ORDER BY seq"
+_BODY = "SELECT body FROM receipts WHERE seq = %s"
 _HASHES = "SELECT hash FROM receipts WHERE seq >= %s AND seq <= %s ORDER BY seq"
 
 
@@ -135,12 +136,9 @@ class PgRowStore:
                 conn.execute(_INSERT, tuple(row))
         return row
 
-    def seal(
-        self,
-        build: Callable[[CheckpointRow | None, list[Row]], list[CheckpointRow]],
-        upto: int | None = None,
-    ) -> list[CheckpointRow]:
-        """Insert ``build(last_checkpoint, unsealed_rows)`` in the transaction that read them."""
+    def seal(self, build: SealBuild, upto: int | None = None) -> list[CheckpointRow]:
+        """Insert ``build(last_checkpoint, unsealed, body_of)`` in the transaction that read
+        them (:data:`~intentmesh.receipts._store.SealBuild`)."""
         with self._lock:
             conn = self._connection()
             with conn.transaction():
@@ -148,8 +146,14 @@ class PgRowStore:
                 last = _checkpoint_row(conn.execute(_CP_LAST).fetchone())
                 after = last.last_seq if last else 0
                 limit = upto if upto is not None else 2**62
-                pending = [Row._make(r) for r in conn.execute(_PENDING, (after, limit))]
-                made = build(last, pending) if pending else []
+                pending = [(int(seq), str(h)) for seq, h in conn.execute(_PENDING, (after, limit))]
+
+                def body_of(seq: int) -> str:
+                    found = conn.execute(_BODY, (seq,)).fetchone()
+                    assert found is not None  # read in this transaction: the ledger never deletes
+                    return str(found[0])
+
+                made = build(last, pending, body_of) if pending else []
                 for cp in made:
                     conn.execute(_CP_INSERT, tuple(cp))
         return made

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from intentmesh._sqlite import use_wal
 from intentmesh.errors import ReceiptError
 
-__all__ = ["CheckpointRow", "Row", "RowStore"]
+__all__ = ["CheckpointRow", "Row", "RowStore", "SealBuild", "Unsealed"]
 
 
 class Row(NamedTuple):
@@ -33,6 +33,15 @@ class Row(NamedTuple):
     prev_hash: str
     body: str
     signature: str
+
+
+Unsealed = list[tuple[int, str]]
+"""``(seq, hash)`` of each unsealed receipt, oldest first."""
+SealBuild = Callable[
+    ["CheckpointRow | None", Unsealed, Callable[[int], str]], list["CheckpointRow"]
+]
+"""``build(last_checkpoint, unsealed, body_of)``: the checkpoints to insert; ``body_of(seq)``
+reads one unsealed receipt's body, in the same transaction."""
 
 
 class CheckpointRow(NamedTuple):
@@ -87,7 +96,8 @@ _CP_LAST = f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY batch DESC LIMIT 1"
 _CP_FOR = f"SELECT {_CP_COLUMNS} FROM checkpoints WHERE first_seq <= ? AND last_seq >= ?"
 _CP_ALL = f"SELECT {_CP_COLUMNS} FROM checkpoints ORDER BY batch"
 _CP_INSERT = f"INSERT INTO checkpoints ({_CP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
-_PENDING = f"SELECT {_COLUMNS} FROM receipts WHERE seq > ? AND seq <= ? ORDER BY seq"
+_PENDING = "SELECT seq, hash FROM receipts WHERE seq > ? AND seq <= ? ORDER BY seq"
+_BODY = "SELECT body FROM receipts WHERE seq = ?"
 _HASHES = "SELECT hash FROM receipts WHERE seq >= ? AND seq <= ? ORDER BY seq"
 
 
@@ -247,12 +257,9 @@ class RowStore:
                 conn.execute("ROLLBACK")
                 raise
 
-    def seal(
-        self,
-        build: Callable[[CheckpointRow | None, list[Row]], list[CheckpointRow]],
-        upto: int | None = None,
-    ) -> list[CheckpointRow]:
-        """Insert ``build(last_checkpoint, unsealed_rows)`` in the transaction that read them."""
+    def seal(self, build: SealBuild, upto: int | None = None) -> list[CheckpointRow]:
+        """Insert ``build(last_checkpoint, unsealed, body_of)`` in the transaction that read
+        them (:data:`SealBuild`)."""
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -260,8 +267,12 @@ class RowStore:
                 last = _checkpoint_row(conn.execute(_CP_LAST).fetchone())
                 after = last.last_seq if last else 0
                 limit = upto if upto is not None else 2**62
-                pending = [Row._make(r) for r in conn.execute(_PENDING, (after, limit))]
-                made = build(last, pending) if pending else []
+                pending = conn.execute(_PENDING, (after, limit)).fetchall()
+
+                def body_of(seq: int) -> str:
+                    return str(conn.execute(_BODY, (seq,)).fetchone()[0])
+
+                made = build(last, pending, body_of) if pending else []
                 conn.executemany(_CP_INSERT, made)
                 conn.execute("COMMIT")
             except BaseException:

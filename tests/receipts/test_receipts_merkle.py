@@ -237,6 +237,53 @@ def test_processes_appending_and_sealing_keep_one_chain_of_roots(tmp_path: Path)
         assert all(verify_inclusion(ledger.prove(r.id), key) for r in list(ledger)[::11])
 
 
+def _shape(cps: list[Any]) -> list[tuple[Any, ...]]:
+    keys = ("batch", "first_seq", "last_seq", "size", "day", "root", "head_hash")
+    return [tuple(c.body[k] for k in keys) for c in cps]
+
+
+def test_sealing_from_remembered_days_equals_sealing_from_the_bodies(tmp_path: Path) -> None:
+    """The ledger that wrote the rows seals from what it remembers of them; a fresh ledger on
+    a copy of the same file (nothing remembered) reads every body: the same checkpoints."""
+    import intentmesh.receipts._ledger as receipts
+
+    days = iter([0, 0, 0, 86_400, 86_400, 86_400, 2 * 86_400] * 3)
+    real = receipts.time.time_ns
+    key = SigningKey.generate()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(receipts.time, "time_ns", lambda: next(days, 0) * 10**9 + real() % 10**9)
+        with Ledger(tmp_path / "a.sqlite3", batch_size=4) as writer:
+            fill(writer, key, 14)  # seals as it goes, from memory
+            assert writer._days  # the unsealed tail is remembered
+            copy = tmp_path / "b.sqlite3"
+            sqlite3.connect(tmp_path / "a.sqlite3").backup(sqlite3.connect(copy))
+            from_memory = writer.checkpoints() + writer.seal(key)
+            assert not writer._days  # sealed rows are forgotten
+    with Ledger(copy, batch_size=4) as fresh:
+        from_bodies = fresh.checkpoints() + fresh.seal(key)
+    assert _shape(from_memory) == _shape(from_bodies)
+    assert {c.body["day"] for c in from_memory} == {"1970-01-01", "1970-01-02", "1970-01-03"}
+
+
+def test_a_remembered_day_whose_hash_was_never_stored_is_ignored(tmp_path: Path) -> None:
+    """A row built in a transaction that rolled back leaves a memory under its seq; when
+    another writer stores a row at that seq, its hash differs and its body's day counts."""
+    key = SigningKey.generate()
+    path = tmp_path / "l.sqlite3"
+    with Ledger(path, batch_size=100) as ledger, Ledger(path, batch_size=100) as other:
+        fill(ledger, key, 3)
+        with pytest.raises(RuntimeError), ledger._store.writing() as add:
+            add(ledger.row_builder({"i": "rolled back"}, key))
+            raise RuntimeError("the transaction fails after building row 4")
+        stale_hash = ledger._days[4][0]
+        ledger._days[4] = (stale_hash, "1999-12-31")  # as if built just before a midnight
+        fill(other, key, 2)  # rows 4 and 5, stored by a writer with no memory of them
+        cps = ledger.seal(key)
+        assert list(other)[3].hash != stale_hash
+    assert [(c.first_seq, c.last_seq) for c in cps] == [(1, 5)]
+    assert cps[0].body["day"] != "1999-12-31"
+
+
 def test_batches_never_span_two_days(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import intentmesh.receipts._ledger as receipts
 
