@@ -20,7 +20,7 @@ from intentmesh._catalog import Catalog, CatalogModel, default_catalog
 from intentmesh._discovery import PriceBook
 from intentmesh._intent import Intent
 from intentmesh._portal import LoopThread
-from intentmesh._result import InferenceResult
+from intentmesh._result import InferenceResult, _attach_receipt
 from intentmesh._zeroconf import with_zero_config
 from intentmesh.adapters import add_secrets, build_backend
 from intentmesh.adapters.base import Backend, ChatRequest, Chunk
@@ -572,7 +572,7 @@ class Gateway:
         if intent.verifiability == "none" or not self.config.receipts.enabled:
             return result
         receipt = await self._issue_receipt(intent, result, call, digests)
-        return replace(result, receipt=receipt)
+        return _attach_receipt(result, receipt)  # every caller passes a result of its own
 
     async def _issue_receipt(
         self,

@@ -68,3 +68,11 @@ class InferenceResult:
             "tool_calls": self.tool_calls,
             **({"audit": self.audit} if self.audit else {}),
         }
+
+
+def _attach_receipt(result: InferenceResult, receipt: Receipt) -> InferenceResult:
+    """``result`` with its ``receipt`` set, in place. Only for a result that nothing else holds
+    yet (the gateway's own, just built): ``dataclasses.replace`` would build a second one, at
+    several µs a request."""
+    object.__setattr__(result, "receipt", receipt)
+    return result
