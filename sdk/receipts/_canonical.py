@@ -69,8 +69,17 @@ def _fast(obj: object) -> bytes | None:
 
 
 def _plain(o: Any) -> Any:
-    """``o`` with each number orjson would write differently replaced by its JCS text."""
+    """``o`` with each number orjson would write differently replaced by its JCS text.
+
+    Copy on write: a container none of whose values changes is returned as it is, and the
+    common leaves (strings, in-range numbers) are checked in the container's loop, not by a
+    call each.
+    """
     t = type(o)
+    if t is dict:
+        return _plain_dict(o)
+    if t is list or t is tuple:
+        return _plain_list(o)
     if t is str or t is bool or o is None:
         return o
     if t is float:
@@ -79,13 +88,37 @@ def _plain(o: Any) -> Any:
         return _orjson.Fragment(_encode_float(o))  # NaN/Infinity raise ReceiptError
     if t is int:
         return o if -_SAFE_INT <= o <= _SAFE_INT else _orjson.Fragment(_encode(o))
-    if t is dict:
-        return {k: _plain(v) for k, v in o.items()}
-    if t is list or t is tuple:
-        return [_plain(v) for v in o]
     if id(o) in _SLOT_IDS:
         return o
     raise _NotPlain
+
+
+def _plain_dict(d: dict[Any, Any]) -> dict[Any, Any]:
+    out: dict[Any, Any] | None = None
+    for k, v in d.items():
+        t = type(v)  # the leaves that go as they are, inline (a call each costs more)
+        if t is str or t is bool or v is None or (t is int and -_SAFE_INT <= v <= _SAFE_INT):
+            continue
+        new = _plain(v)
+        if new is not v:
+            if out is None:
+                out = dict(d)
+            out[k] = new
+    return d if out is None else out
+
+
+def _plain_list(seq: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+    out: list[Any] | None = None
+    for i, v in enumerate(seq):
+        t = type(v)
+        if t is str or t is bool or v is None or (t is int and -_SAFE_INT <= v <= _SAFE_INT):
+            continue
+        new = _plain(v)
+        if new is not v:
+            if out is None:
+                out = list(seq)
+            out[i] = new
+    return seq if out is None else out
 
 
 # -- the pure encoder --------------------------------------------------------------------------
