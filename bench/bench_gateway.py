@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -424,9 +425,10 @@ def serve_runs(
     up: int,
     workdir: Path,
     sweep: dict[str, dict[int, dict[str, float]]],
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``intentmesh serve`` (and the baseline tree) at each level, ``--rounds`` times in
-    alternating order; the median run of each, by server CPU per request."""
+    alternating order; the median run of each, by server CPU per request, and the lines of
+    :func:`paired_ratios`."""
     trees = [("", None)]
     if args.baseline_pythonpath:
         trees.insert(0, ("baseline ", args.baseline_pythonpath))
@@ -441,7 +443,26 @@ def serve_runs(
                 print(f"  {name}: {runs[name][-1]}")
                 if args.sweep and round_ == 0:
                     sweep[name] = measure(name, url, args)
-    return {name: median_run(results) for name, results in runs.items()}
+    return {name: median_run(results) for name, results in runs.items()}, paired_ratios(runs)
+
+
+def paired_ratios(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """This tree's CPU per request over the baseline tree's, round by round: the two runs of
+    a round are served back to back, so a machine that slows down for a while moves both."""
+    lines = []
+    for name, mine in runs.items():
+        theirs = runs.get(f"baseline {name}")
+        if name.startswith("baseline") or not theirs:
+            continue
+        ratios = sorted(
+            float(a["cpu_us_per_request"]) / float(b["cpu_us_per_request"])
+            for a, b in zip(mine, theirs, strict=False)
+        )
+        shown = ", ".join(f"{r:.2f}" for r in ratios)
+        lines.append(f"  {name} / baseline: median {statistics.median(ratios):.2f} ({shown})")
+    if lines:
+        lines.insert(0, "server CPU per request against the baseline tree, paired by round:")
+    return lines
 
 
 def main() -> None:
@@ -486,7 +507,8 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             cpu[BARE] = cpu_run(url, MODEL, pid, args)
             print(f"  bare proxy: {cpu[BARE]}")
-        cpu.update(serve_runs(args, up, workdir, sweep))
+        served, paired = serve_runs(args, up, workdir, sweep)
+        cpu.update(served)
         if (args.litellm_venv / "bin" / "litellm").exists():
             port = free_port()
             with litellm_proxy(args.litellm_venv, port, up, workdir) as pid:
@@ -498,6 +520,8 @@ def main() -> None:
             print(f"  (LiteLLM proxy not measured: no {args.litellm_venv}/bin/litellm)")
     print(f"\ncpus: {os.cpu_count()}  python: {sys.version.split()[0]}\n")
     print(cpu_report(cpu))
+    if paired:
+        print("\n" + "\n".join(paired))
     if sweep:
         print()
         print(report(sweep))

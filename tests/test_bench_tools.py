@@ -78,3 +78,15 @@ async def test_the_bare_proxy_forwards_a_chat_call_with_the_upstream_model() -> 
     assert answer.json()["model"] == "fake-llama"
     assert answer.json()["choices"][0]["message"]["content"] == "echo: hi"
     assert ready.json() == {}
+
+
+def test_the_gateway_bench_pairs_each_round_with_the_baseline_run_beside_it() -> None:
+    paired_ratios = _bench("bench_gateway").paired_ratios
+    name = "intentmesh serve (none, workers=1)"
+
+    def runs(*cpu: float) -> list[dict[str, float]]:
+        return [{"cpu_us_per_request": c} for c in cpu]
+
+    lines = paired_ratios({f"baseline {name}": runs(400, 800, 500), name: runs(100, 400, 150)})
+    assert lines[1] == f"  {name} / baseline: median 0.30 (0.25, 0.30, 0.50)"
+    assert paired_ratios({name: runs(100)}) == []  # no baseline tree, no ratios
