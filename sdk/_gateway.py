@@ -146,7 +146,11 @@ class Gateway:
 
     def route_request(self, intent: Intent) -> RouteRequest:
         """The solver's view of an intent (canonical models, token bounds, limits)."""
-        upper, expected = estimate_prompt_tokens(intent.chat_messages())
+        return self._route_request(intent, intent.chat_messages())
+
+    def _route_request(self, intent: Intent, messages: list[dict[str, Any]]) -> RouteRequest:
+        """:meth:`route_request` for ``intent`` whose ``chat_messages()`` are ``messages``."""
+        upper, expected = estimate_prompt_tokens(messages)
         return RouteRequest(
             models=tuple(self.catalog.resolve(m) for m in intent.models),
             prompt_tokens_max=upper,
@@ -340,8 +344,9 @@ class Gateway:
             for model in result.get("missing_models", ()):
                 self.health.mark_gone(name, model)
         elif result["ok"] is False:
-            self.health.record_failure(name, result.get("error_kind", "unavailable"),
-                                       result.get("error", ""))
+            self.health.record_failure(
+                name, result.get("error_kind", "unavailable"), result.get("error", "")
+            )
         return result
 
     # -- lifecycle --------------------------------------------------------------------
@@ -427,7 +432,9 @@ class Gateway:
             for e in self.config.backends
         }
 
-    def _route(self, intent: Intent) -> tuple[Plan, Callable[[], Sequence[Candidate]] | None]:
+    def _route(
+        self, intent: Intent, messages: list[dict[str, Any]]
+    ) -> tuple[Plan, Callable[[], Sequence[Candidate]] | None]:
         """The plan a call runs: the head of the pre-ranked index for ``none``/``receipt``
         (time independent of the number of backends); the full solve for other levels, and
         when nothing is feasible (so that the error names every reason).
@@ -435,7 +442,7 @@ class Gateway:
         With a head, the second value solves for the rest of the ranking, which the executor
         asks for only if every candidate of the head failed (failover is never cut short).
         """
-        request = self.route_request(intent)
+        request = self._route_request(intent, messages)
         if intent.verifiability in _INDEXED_LEVELS:
             head = self._index.head(request, self._offers)
             if head:
@@ -450,10 +457,10 @@ class Gateway:
 
     def _call(self, intent: Intent) -> Call:
         """Plan, and raise NoRouteError with every reason when nothing is feasible."""
-        plan, more = self._route(intent)
+        messages = intent.chat_messages()  # once: routing and every attempt's request
+        plan, more = self._route(intent, messages)
         if not plan.candidates:
             raise NoRouteError(" or ".join(intent.models), plan.rejections, self._hint(plan))
-        messages = intent.chat_messages()
         extra = {
             k: v
             for k in ("tools", "tool_choice", "response_format")
@@ -741,8 +748,9 @@ class ResultStream:
         self.result = result
         self.backend, self.network, self.model = result.backend, result.network, result.model
         self._head = [
-            Chunk(text=result.text, finish_reason=result.finish_reason,
-                  tool_calls=result.tool_calls),
+            Chunk(
+                text=result.text, finish_reason=result.finish_reason, tool_calls=result.tool_calls
+            ),
             Chunk(usage=result.usage, model=result.provider_model),
         ]
 
