@@ -90,3 +90,13 @@ def test_the_gateway_bench_pairs_each_round_with_the_baseline_run_beside_it() ->
     lines = paired_ratios({f"baseline {name}": runs(400, 800, 500), name: runs(100, 400, 150)})
     assert lines[1] == f"  {name} / baseline: median 0.30 (0.25, 0.30, 0.50)"
     assert paired_ratios({name: runs(100)}) == []  # no baseline tree, no ratios
+
+
+def test_the_instruction_count_bench_reads_valgrind_and_runs_its_work() -> None:
+    bench = _bench("bench_instructions")
+    assert bench.instructions("==42== \n==42== I   refs:      1,234,567\n") == 1234567
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        bench.instructions("valgrind: command not found")
+    assert bench.per_call({1920: 3_000_000, 640: 1_720_000}) == 1000.0  # start-up cancels
+    for kind in bench.KINDS:  # each counted workload runs on this tree (without valgrind here)
+        bench.run_child(kind, 64)
