@@ -81,6 +81,21 @@ def writer_us(ledger: Ledger, key: SigningKey, n: int, repeat: int) -> list[floa
     return [r / 32 for r in runs]
 
 
+def seal_us(path: Path, key: SigningKey, repeat: int, batch: int = 1024) -> list[float]:
+    """A Merkle seal per receipt it covers: ``batch`` receipts written by this ledger object,
+    then one seal, timed alone."""
+    runs = []
+    with Ledger(path, batch_size=batch) as ledger:
+        for _ in range(repeat):
+            with ledger._store.writing() as add:  # type: ignore[union-attr]
+                for _ in range(batch):
+                    add(ledger.row_builder(FIELDS, key))
+            start = time.perf_counter()
+            ledger.seal(key)
+            runs.append((time.perf_counter() - start) / batch * 1e6)
+    return runs
+
+
 def show(label: str, runs: list[float]) -> None:
     best, median = min(runs), statistics.median(runs)
     print(f"{label:<28} best {best:8.1f} µs  median {median:8.1f} µs  ({1e6 / best:,.0f}/s best)")
@@ -101,6 +116,7 @@ def main() -> None:
             ledger.append(FIELDS, key)
         show("Ledger.append", per_call_us(lambda: ledger.append(FIELDS, key), args.n, args.repeat))
         show("writer, per receipt", writer_us(ledger, key, args.n, args.repeat))
+        show("seal, per receipt (1,024)", seal_us(Path(tmp) / "seal.sqlite3", key, args.repeat))
         receipt = ledger.last()
         assert receipt is not None
         pub = key.public_key_bytes()
