@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from intentmesh.errors import ReceiptError
@@ -77,9 +77,9 @@ def _plain(o: Any) -> Any:
     """
     t = type(o)
     if t is dict:
-        return _plain_dict(o)
+        return _plain_items(o, o.items(), dict)
     if t is list or t is tuple:
-        return _plain_list(o)
+        return _plain_items(o, enumerate(o), list)
     if t is str or t is bool or o is None:
         return o
     if t is float:
@@ -93,32 +93,20 @@ def _plain(o: Any) -> Any:
     raise _NotPlain
 
 
-def _plain_dict(d: dict[Any, Any]) -> dict[Any, Any]:
-    out: dict[Any, Any] | None = None
-    for k, v in d.items():
+def _plain_items(container: Any, items: Iterable[tuple[Any, Any]], copy: type) -> Any:
+    """``container`` (whose ``items`` are its keys or indexes and values), or a ``copy`` of it
+    with the values that :func:`_plain` changes replaced."""
+    out: Any = None
+    for k, v in items:
         t = type(v)  # the leaves that go as they are, inline (a call each costs more)
         if t is str or t is bool or v is None or (t is int and -_SAFE_INT <= v <= _SAFE_INT):
             continue
         new = _plain(v)
         if new is not v:
             if out is None:
-                out = dict(d)
+                out = copy(container)
             out[k] = new
-    return d if out is None else out
-
-
-def _plain_list(seq: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
-    out: list[Any] | None = None
-    for i, v in enumerate(seq):
-        t = type(v)
-        if t is str or t is bool or v is None or (t is int and -_SAFE_INT <= v <= _SAFE_INT):
-            continue
-        new = _plain(v)
-        if new is not v:
-            if out is None:
-                out = list(seq)
-            out[i] = new
-    return seq if out is None else out
+    return container if out is None else out
 
 
 # -- the pure encoder --------------------------------------------------------------------------
