@@ -351,11 +351,12 @@ class Connection:
         payload = dumps_json(body)
         seconds = timeout_s or self.timeout_s
         try:
-            if cut_off_by_caller(seconds):  # the executor's timer fires first: no second one
+            # where the executor's timer fires first, a second one would only cost time
+            timer = (
+                contextlib.nullcontext() if cut_off_by_caller(seconds) else asyncio.timeout(seconds)
+            )
+            async with timer:
                 status, headers, raw = await pool.post(head, payload, limit, backend)
-            else:
-                async with asyncio.timeout(seconds):
-                    status, headers, raw = await pool.post(head, payload, limit, backend)
         except TimeoutError:
             raise _exchange_timeout(seconds, backend) from None
         if status >= 300:  # a redirect is never followed: the POST would be sent again

@@ -163,8 +163,8 @@ class Ledger:
         self._days: dict[int, tuple[str, str]] = {}
         """``seq -> (hash, UTC day)`` of rows this object built and has not sealed yet, so
         sealing need not read their bodies back; a row that never committed leaves an entry
-        whose hash does not match, which is ignored."""
-        self._days_cap = max(4 * batch_size, 4096)
+        whose hash does not match, which is ignored. Emptied at four batches (4,096 rows at
+        least)."""
 
     def append(self, fields: Mapping[str, Any], key: SigningKey) -> Receipt:
         """Sign ``fields`` plus the chain fields as the next receipt, and store it."""
@@ -191,18 +191,14 @@ class Ledger:
 
         def build(last_seq: int, last_hash: str | None) -> Row:
             now = time.time_ns()
-            seq, rid, prev, stamp = (
-                last_seq + 1,
-                _new_id(now),
-                last_hash or GENESIS_HASH,
-                _timestamp(now),
-            )
+            seq, rid, prev = last_seq + 1, _new_id(now), last_hash or GENESIS_HASH
+            stamp = _timestamp(now)
             chain = ('"' + rid + '"', '"' + prev + '"', str(seq), '"' + stamp + '"')
             text = "".join([chain[p] if isinstance(p, int) else p for p in template])
             body = _utf8(text)
             signature = _b64(key.sign(body))
             row_hash = _hash_of(body, signature)
-            if len(days) >= self._days_cap:  # sealing has not kept up: start over, stay small
+            if len(days) >= max(4 * self.batch_size, 4096):  # sealing has not kept up
                 days.clear()
             days[seq] = (row_hash, stamp[:10])
             return Row(seq, rid, row_hash, prev, text, signature)
