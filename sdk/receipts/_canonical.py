@@ -72,14 +72,20 @@ def _plain(o: Any) -> Any:
     """``o`` with each number orjson would write differently replaced by its JCS text.
 
     Copy on write: a container none of whose values changes is returned as it is, and the
-    common leaves (strings, in-range numbers) are checked in the container's loop, not by a
-    call each.
+    common leaves (strings, in-range numbers, slots) are checked in the container's loop, not
+    by a call each.
     """
     t = type(o)
     if t is dict:
         return _plain_items(o, o.items(), dict)
     if t is list or t is tuple:
         return _plain_items(o, enumerate(o), list)
+    return _plain_leaf(o)
+
+
+def _plain_leaf(o: Any) -> Any:
+    """A value that is not a container, as :func:`_plain` returns it."""
+    t = type(o)
     if t is str or t is bool or o is None:
         return o
     if t is float:
@@ -99,9 +105,22 @@ def _plain_items(container: Any, items: Iterable[tuple[Any, Any]], copy: type) -
     out: Any = None
     for k, v in items:
         t = type(v)  # the leaves that go as they are, inline (a call each costs more)
-        if t is str or t is bool or v is None or (t is int and -_SAFE_INT <= v <= _SAFE_INT):
+        if t is str or t is bool or v is None:
             continue
-        new = _plain(v)
+        if t is int:
+            if -_SAFE_INT <= v <= _SAFE_INT:
+                continue
+            new = _plain_leaf(v)
+        elif t is float:
+            if 1e-4 <= abs(v) < 1e16 and not v.is_integer():
+                continue
+            new = _plain_leaf(v)
+        elif t is dict:
+            new = _plain_items(v, v.items(), dict)
+        elif t is list or t is tuple:
+            new = _plain_items(v, enumerate(v), list)
+        else:
+            new = _plain_leaf(v)
         if new is not v:
             if out is None:
                 out = copy(container)
@@ -199,6 +218,9 @@ def _encode_number(x: float) -> str:
     if x == 0:
         return "0"
     mantissa, _, exp = repr(abs(x)).partition("e")
+    if exp and -7 < int(exp) < 0:  # 1e-6 <= |x| < 1e-4 (small costs): "d[.ddd]e-0n"
+        text = "0." + "0" * (-int(exp) - 1) + mantissa.replace(".", "")
+        return "-" + text if x < 0 else text
     whole, _, frac = mantissa.partition(".")
     digits = (whole + frac).lstrip("0")
     point = len(whole) + (int(exp) if exp else 0) - (len(whole + frac) - len(digits))
