@@ -16,23 +16,9 @@ from intentmesh.receipts._canonical import SLOTS, _encode, _encode_str, _fast, _
 if TYPE_CHECKING:
     from intentmesh._intent import Intent
     from intentmesh._result import InferenceResult
-    from intentmesh.router import Candidate
+    from intentmesh.router import Attempt, Candidate
 
 __all__ = ["RequestDigests", "receipt_fields"]
-
-_ATTEMPT_KEYS = (
-    "backend",
-    "network",
-    "model",
-    "provider_model",
-    "outcome",
-    "error_kind",
-    "status_code",
-    "latency_ms",
-    "cost_usd",
-    "retry",
-    "hedge",
-)
 
 
 class RequestDigests:
@@ -142,9 +128,21 @@ def _price(quote: Candidate | None) -> dict[str, Any]:
     }
 
 
-def _attempt_summary(a: Any) -> dict[str, Any]:
-    data = a.to_dict()
-    summary = {k: data.get(k) for k in _ATTEMPT_KEYS}
-    if "continues" in data:
-        summary["continues"] = data["continues"]
+def _attempt_summary(a: Attempt) -> dict[str, Any]:
+    """The receipt's summary of one attempt (``docs/receipts.md``)."""
+    summary = {
+        "backend": a.backend,
+        "network": a.network,
+        "model": a.model,
+        "provider_model": a.provider_model,
+        "outcome": a.outcome,
+        "error_kind": a.error_kind,
+        "status_code": a.status_code,
+        "latency_ms": round(a.latency_ms, 3),
+        "cost_usd": a.cost_usd,
+        "retry": a.retry,
+        "hedge": a.hedge,
+    }
+    if "continues" in a.extra:
+        summary["continues"] = a.extra["continues"]
     return summary

@@ -7,6 +7,7 @@ A receipt is a JSON ``body``, an Ed25519 ``signature`` over ``canonical_json(bod
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import time
@@ -30,8 +31,12 @@ GENESIS_HASH = "sha256:" + "0" * 64
 """The ``prev_hash`` of the first receipt in a ledger."""
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    """base64url of ``raw`` without padding (``base64.urlsafe_b64encode``'s digits)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:

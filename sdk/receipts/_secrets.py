@@ -42,7 +42,7 @@ def assert_no_secrets(fields: object) -> None:
 
 
 def _secret_name(obj: object) -> str | None:
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):  # exact dicts skip the ABC check
         if not _known_safe.issuperset(obj):
             for k in obj:
                 if isinstance(k, str):
@@ -51,7 +51,7 @@ def _secret_name(obj: object) -> str | None:
                     if len(_known_safe) < 4096:
                         _known_safe.add(k)
         values: Iterable[object] = obj.values()
-    elif isinstance(obj, list | tuple):
+    elif type(obj) is list or isinstance(obj, list | tuple):
         values = obj
     else:
         return None

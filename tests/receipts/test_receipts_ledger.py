@@ -324,3 +324,28 @@ def test_wal_mode(path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def test_receipt_ids_are_ulids_of_the_receipt_time(tmp_path: Path, key: SigningKey) -> None:
+    """``rcpt_`` + 26 Crockford digits of (48-bit Unix milliseconds << 80 | 80 random bits),
+    as docs/receipts.md defines the ``id``; the milliseconds are the timestamp's."""
+    import datetime
+
+    with Ledger(tmp_path / "ids.sqlite3") as ledger:
+        receipts = [ledger.append({"n": i}, key) for i in range(200)]
+    randoms = set()
+    for r in receipts:
+        prefix, digits = r.id[:5], r.id[5:]
+        assert prefix == "rcpt_" and len(digits) == 26 and set(digits) <= set(CROCKFORD)
+        value = 0
+        for d in digits:
+            value = value * 32 + CROCKFORD.index(d)
+        assert value < 2**128
+        stamp = datetime.datetime.strptime(r.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+        ms = round(stamp.replace(tzinfo=datetime.UTC).timestamp() * 1000)
+        assert value >> 80 == ms
+        randoms.add(value & (2**80 - 1))
+    assert len(randoms) == len(receipts)  # 80 random bits each
