@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from intentmesh.errors import ReceiptError
@@ -50,25 +50,30 @@ SLOTS: tuple[Any, ...] = (
 _SLOT_IDS = frozenset(id(slot) for slot in SLOTS)
 
 
-def _fast(obj: object) -> bytes | None:
+def _fast(obj: object, names_ok: NamesCheck | None = None) -> bytes | None:
     """orjson's bytes of ``obj`` when they are exactly the pure encoder's, else None.
 
     That holds for plain JSON data (exact ``dict`` with ``str`` keys, ``list``, ``tuple``,
     ``str``, ``int``, ``float``, ``bool``, ``None``) whose bytes are ASCII (then keys sort the
     same by code point and by UTF-16 unit): orjson escapes strings as ``json`` does, and the
     numbers it writes otherwise than ECMAScript go in pre-formatted. Anything else, errors
-    included, is left to the pure encoder, which says what is wrong.
+    included, is left to the pure encoder, which says what is wrong. ``names_ok`` vets each
+    dict's own keys on the way (None when one fails: the caller's full check says why).
     """
     if _orjson is None:
         return None
     try:
-        raw = _orjson.dumps(_plain(obj), option=_orjson.OPT_SORT_KEYS)
+        raw = _orjson.dumps(_plain(obj, names_ok), option=_orjson.OPT_SORT_KEYS)
     except (_NotPlain, TypeError, ReceiptError):  # orjson.JSONEncodeError is a TypeError
         return None
     return raw if raw.isascii() else None
 
 
-def _plain(o: Any) -> Any:
+NamesCheck = Callable[[dict[Any, Any]], bool]
+"""Whether one dict's own keys (not its values') are acceptable, for :func:`_fast`."""
+
+
+def _plain(o: Any, names_ok: NamesCheck | None = None) -> Any:
     """``o`` with each number orjson would write differently replaced by its JCS text.
 
     Copy on write: a container none of whose values changes is returned as it is, and the
@@ -77,10 +82,16 @@ def _plain(o: Any) -> Any:
     """
     t = type(o)
     if t is dict:
-        return _plain_items(o, o.items(), dict)
+        return _plain_dict(o, names_ok)
     if t is list or t is tuple:
-        return _plain_items(o, enumerate(o), list)
+        return _plain_items(o, enumerate(o), list, names_ok)
     return _plain_leaf(o)
+
+
+def _plain_dict(d: dict[Any, Any], names_ok: NamesCheck | None) -> Any:
+    if names_ok is not None and not names_ok(d):
+        raise _NotPlain
+    return _plain_items(d, d.items(), dict, names_ok)
 
 
 def _plain_leaf(o: Any) -> Any:
@@ -99,7 +110,9 @@ def _plain_leaf(o: Any) -> Any:
     raise _NotPlain
 
 
-def _plain_items(container: Any, items: Iterable[tuple[Any, Any]], copy: type) -> Any:
+def _plain_items(
+    container: Any, items: Iterable[tuple[Any, Any]], copy: type, names_ok: NamesCheck | None
+) -> Any:
     """``container`` (whose ``items`` are its keys or indexes and values), or a ``copy`` of it
     with the values that :func:`_plain` changes replaced."""
     out: Any = None
@@ -116,9 +129,11 @@ def _plain_items(container: Any, items: Iterable[tuple[Any, Any]], copy: type) -
                 continue
             new = _plain_leaf(v)
         elif t is dict:
-            new = _plain_items(v, v.items(), dict)
+            new = _plain_dict(v, names_ok)
         elif t is list or t is tuple:
-            new = _plain_items(v, enumerate(v), list)
+            new = _plain_items(v, enumerate(v), list, names_ok)
+        elif id(v) in _SLOT_IDS:
+            continue
         else:
             new = _plain_leaf(v)
         if new is not v:
@@ -206,8 +221,13 @@ def _encode_float(x: float) -> str:
         if -_SAFE_INT <= x <= _SAFE_INT:
             return repr(int(x))  # also turns -0.0 into 0
         return _encode_number(x)
-    if 1e-4 <= abs(x) < 1e16:
+    size = abs(x)
+    if 1e-4 <= size < 1e16:
         return repr(x)  # Python's shortest repr is ECMAScript's in this range
+    if 1e-6 <= size < 1e-4:  # small costs: repr writes "d[.ddd]e-05" or "d[.ddd]e-06"
+        mantissa, _, exp = repr(size).partition("e")
+        text = ("0.0000" if exp == "-05" else "0.00000") + mantissa.replace(".", "")
+        return "-" + text if x < 0 else text
     return _encode_number(x)
 
 
@@ -218,9 +238,6 @@ def _encode_number(x: float) -> str:
     if x == 0:
         return "0"
     mantissa, _, exp = repr(abs(x)).partition("e")
-    if exp and -7 < int(exp) < 0:  # 1e-6 <= |x| < 1e-4 (small costs): "d[.ddd]e-0n"
-        text = "0." + "0" * (-int(exp) - 1) + mantissa.replace(".", "")
-        return "-" + text if x < 0 else text
     whole, _, frac = mantissa.partition(".")
     digits = (whole + frac).lstrip("0")
     point = len(whole) + (int(exp) if exp else 0) - (len(whole + frac) - len(digits))

@@ -48,7 +48,7 @@ from intentmesh.receipts._receipt import (
     _receipt,
     _timestamp,
 )
-from intentmesh.receipts._secrets import assert_no_secrets
+from intentmesh.receipts._secrets import assert_no_secrets, names_look_safe
 from intentmesh.receipts._store import CheckpointRow, Row, RowStore, Unsealed
 
 __all__ = ["CHAIN_FIELDS", "DEFAULT_BATCH_SIZE", "Ledger"]
@@ -110,8 +110,9 @@ _CHAIN_SLOTS = dict(zip(_ROW_FIELDS, SLOTS, strict=True)) if SLOTS else {}
 
 def _fast_template(body: dict[str, Any]) -> list[str | int] | None:
     """:func:`_row_template`'s result from one orjson pass where the fast path of canonical
-    JSON vouches for ``body`` (else None): each chain field goes in as a placeholder slot."""
-    text = _fast({**body, **_CHAIN_SLOTS})
+    JSON vouches for ``body`` and no name in it looks like a secret (else None): each chain
+    field goes in as a placeholder slot."""
+    text = _fast({**body, **_CHAIN_SLOTS}, names_look_safe)
     if text is None:
         return None
     parts = text.decode("ascii").split("\x00")  # literal, slot, literal, ..., literal
@@ -127,6 +128,7 @@ def _body_template(fields: Mapping[str, Any], key: SigningKey) -> list[str | int
     fast = _fast_template({**fields, **fixed})
     if fast is not None:
         return fast
+    assert_no_secrets(fields)  # what made the fast path step aside may be a secret's name
     members, ascii_only = _encode_members(fields)
     members += [(name, _encode_str(name) + ":" + _encode(value)) for name, value in fixed.items()]
     return _row_template(members, ascii_only)
@@ -182,11 +184,11 @@ class Ledger:
         """
         if not isinstance(key, SigningKey):
             raise ReceiptError("Ledger.append needs a SigningKey")
-        assert_no_secrets(fields)
         clash = CHAIN_FIELDS.intersection(fields)
         if clash:
+            assert_no_secrets(fields)  # a secret is the first thing said, as everywhere
             raise ReceiptError(f"the ledger sets {sorted(clash)}; leave them out of fields")
-        template = _body_template(fields, key)
+        template = _body_template(fields, key)  # checks the names for secrets on its way
         days = self._days
 
         def build(last_seq: int, last_hash: str | None) -> Row:

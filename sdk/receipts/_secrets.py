@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from intentmesh.errors import ReceiptError
 
-__all__ = ["assert_no_secrets"]
+__all__ = ["assert_no_secrets", "names_look_safe"]
 
 _SECRET_PARTS = ("api_key", "apikey", "private_key", "secret", "password", "passwd", "authoriz")
 _SECRET_WORDS = frozenset({"token", "bearer", "credential", "credentials", "cookie"})
@@ -41,15 +41,18 @@ def assert_no_secrets(fields: object) -> None:
         )
 
 
+def names_look_safe(d: Mapping[object, object]) -> bool:
+    """True when none of ``d``'s own keys names a secret (its values are not looked at): the
+    check :func:`assert_no_secrets` makes at each level, for a walk that visits every level."""
+    return _known_safe.issuperset(d) or _secret_key(d) is None
+
+
 def _secret_name(obj: object) -> str | None:
     if type(obj) is dict or isinstance(obj, Mapping):  # exact dicts skip the ABC check
         if not _known_safe.issuperset(obj):
-            for k in obj:
-                if isinstance(k, str):
-                    if _looks_secret(k):
-                        return k
-                    if len(_known_safe) < 4096:
-                        _known_safe.add(k)
+            name = _secret_key(obj)
+            if name is not None:
+                return name
         values: Iterable[object] = obj.values()
     elif type(obj) is list or isinstance(obj, list | tuple):
         values = obj
@@ -60,4 +63,15 @@ def _secret_name(obj: object) -> str | None:
             name = _secret_name(v)
             if name is not None:
                 return name
+    return None
+
+
+def _secret_key(d: Mapping[object, object]) -> str | None:
+    """The first of ``d``'s own keys that names a secret; the others are remembered as safe."""
+    for k in d:
+        if isinstance(k, str):
+            if _looks_secret(k):
+                return k
+            if len(_known_safe) < 4096:
+                _known_safe.add(k)
     return None

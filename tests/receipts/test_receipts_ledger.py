@@ -7,6 +7,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -271,6 +272,9 @@ def test_import_refuses_a_tampered_file(path: Path, tmp_path: Path) -> None:
         {"client_secret": "s"},
         {"password": "p"},
         {"nested": {"deeper": [{"privateKey": "p"}]}},
+        {"seq": 1, "api_key": "k"},  # a secret is said before a chain field
+        {"cost_usd": 1e-6, "t": ({"password": "p"},)},
+        {"cost_usd": float("nan"), "view": MappingProxyType({"bearer": "b"})},
     ],
 )
 def test_secrets_are_refused(fields: dict[str, object], key: SigningKey) -> None:
